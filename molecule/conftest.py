@@ -1,0 +1,67 @@
+"""Helpers shared by the testinfra suites of every molecule scenario."""
+import importlib.util
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+
+PROJECT = Path(__file__).resolve().parent.parent
+ROLE_DEFAULTS = PROJECT / "roles" / "postgresql" / "defaults" / "main.yml"
+
+
+def load_tuning():
+    """Import plugins/filter/tuning.py as a plain module (the filter the role itself uses)."""
+    spec = importlib.util.spec_from_file_location("tuning", PROJECT / "plugins" / "filter" / "tuning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def inventory_file():
+    return os.environ["MOLECULE_INVENTORY_FILE"]
+
+
+def lab_host(name):
+    return testinfra.get_host("ansible://" + name, ansible_inventory=inventory_file())
+
+
+def psql(host, sql, db="postgres", check=True):
+    """Run SQL as the postgres OS user over the local socket; return stripped stdout."""
+    cmd = "runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {} -c {}".format(shlex.quote(db), shlex.quote(sql))
+    result = host.run(cmd)
+    if check:
+        assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+def role_vars(host):
+    """Role defaults overlaid with the inventory variables of this host (templated by Ansible)."""
+    values = yaml.safe_load(ROLE_DEFAULTS.read_text())
+    inventory = host.ansible.get_variables()
+    values.update({k: v for k, v in inventory.items() if k.startswith(("postgresql_", "lab_"))})
+    return values
+
+
+def remote_psql(client, conninfo, sql="SELECT 1", password=None):
+    """Run psql on `client` with a connection string; the password goes through a 0600 passfile."""
+    env = ""
+    if password is not None:
+        client.run("install -m 0600 /dev/null /root/.pgpass.test")
+        client.run("printf '%s\\n' {} > /root/.pgpass.test".format(shlex.quote("*:*:*:*:" + password)))
+        env = "PGPASSFILE=/root/.pgpass.test "
+    return client.run("{}psql -XAtq {} -c {}".format(env, shlex.quote(conninfo), shlex.quote(sql)))
+
+
+@pytest.fixture(scope="module")
+def tuning():
+    return load_tuning()
+
+
+def run_playbook(*args):
+    """Run ansible-playbook on the controller with molecule's environment and inventory."""
+    cmd = ["ansible-playbook", "-i", inventory_file()] + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ.copy())

@@ -1,0 +1,48 @@
+"""The server came from the local signed PGDG mirror through the role's key, source and pin."""
+testinfra_hosts = ["ansible://postgresql"]
+
+KEY = "/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc"
+
+
+def test_source_is_deb822_and_signed_by_the_pgdg_key(host):
+    sources = host.file("/etc/apt/sources.list.d/pgdg.sources").content_string
+    assert "URIs: http://127.0.0.1:8080/repo" in sources
+    assert "Suites: bookworm-pgdg" in sources
+    assert "Signed-By: " + KEY in sources
+
+
+def test_key_fingerprint_is_the_mirror_key(host):
+    fingerprint = host.file("/srv/pgdg/repo/fingerprint").content_string.strip()
+    shown = host.run("gpg --batch --show-keys --with-colons " + KEY).stdout
+    assert "fpr:::::::::{}:".format(fingerprint) in shown
+
+
+def test_pin_prefers_the_pgdg_origin(host):
+    policy = host.run("apt-cache policy").stdout
+    assert "500 http://127.0.0.1:8080/repo bookworm-pgdg/main" in policy
+    assert "o=apt.postgresql.org" in policy
+
+
+def sources_of_installed_version(policy):
+    """The archive lines listed under the installed (***) version of `apt-cache policy PKG`."""
+    sources, inside = [], False
+    for line in policy.splitlines():
+        if line.startswith(" *** "):
+            inside = True
+        elif inside and line.startswith("     ") and not line.startswith("        "):
+            break
+        elif inside:
+            sources.append(line.strip())
+    return sources
+
+
+def test_installed_server_is_offered_by_the_mirror(host):
+    for package in ("postgresql-15", "postgresql-common", "libpq5"):
+        sources = sources_of_installed_version(host.run("apt-cache policy " + package).stdout)
+        assert any("http://127.0.0.1:8080/repo bookworm-pgdg/main" in s for s in sources), (package, sources)
+
+
+def test_server_runs_from_the_pgdg_install(host):
+    assert host.service("postgresql@15-main").is_running
+    out = host.run("runuser -u postgres -- psql -XAtc 'SHOW server_version_num'").stdout.strip()
+    assert out.startswith("15")
