@@ -39,7 +39,7 @@ $(VENV)/.stamp: requirements.txt
 
 venv: $(VENV)/.stamp
 deps: $(STAMPS)/apt venv
-	@mkdir -p $(CACHE)/apt-archives/partial
+	@mkdir -p $(CACHE)/apt-archives/bookworm/partial $(CACHE)/apt-archives/trixie/partial
 
 images: deps
 	images/recipe.sh bookworm >/dev/null

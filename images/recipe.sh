@@ -42,7 +42,8 @@ APT
       "$mirror" "$suite" "$mirror" "$suite" "$suite" > "$root/etc/apt/sources.list"
     # systemd in a container: no getty, no udev settle, machine-id made at boot.
     : > "$root/etc/machine-id"
-    rm -f "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*_Packages 2>/dev/null || true
+    # Keep the package lists debootstrap fetched: apt's cache_valid_time trusts their mtime.
+    rm -f "$root"/var/cache/apt/archives/*.deb
     for unit in getty@tty1.service systemd-udevd.service systemd-udev-trigger.service \
                 systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.timer; do
       ln -sf /dev/null "$root/etc/systemd/system/$unit"

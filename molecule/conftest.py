@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import testinfra
 import yaml
+from testinfra.utils.ansible_runner import AnsibleRunner
 
 PROJECT = Path(__file__).resolve().parent.parent
 ROLE_DEFAULTS = PROJECT / "roles" / "postgresql" / "defaults" / "main.yml"
@@ -25,7 +26,18 @@ def inventory_file():
     return os.environ["MOLECULE_INVENTORY_FILE"]
 
 
-def lab_host(name):
+def group_hosts(group):
+    """Inventory names of a group (molecule names containers after them)."""
+    return sorted(AnsibleRunner(inventory_file()).get_hosts(group))
+
+
+def podman_hosts(group):
+    """testinfra_hosts for a group: commands go straight through `podman exec`, much faster than Ansible."""
+    return ["podman://" + name for name in group_hosts(group)]
+
+
+def ansible_host(name):
+    """The same host through Ansible, for facts and variables."""
     return testinfra.get_host("ansible://" + name, ansible_inventory=inventory_file())
 
 
@@ -38,10 +50,10 @@ def psql(host, sql, db="postgres", check=True):
     return result.stdout.strip()
 
 
-def role_vars(host):
-    """Role defaults overlaid with the inventory variables of this host (templated by Ansible)."""
+def role_vars(name):
+    """Role defaults overlaid with the inventory variables of host `name`."""
     values = yaml.safe_load(ROLE_DEFAULTS.read_text())
-    inventory = host.ansible.get_variables()
+    inventory = AnsibleRunner(inventory_file()).get_variables(name)
     values.update({k: v for k, v in inventory.items() if k.startswith(("postgresql_", "lab_"))})
     return values
 

@@ -12,13 +12,15 @@ hosts=("pg1:trixie" "pg2:trixie")
 
 up() {
   podman network exists "$network" || podman network create "$network" >/dev/null
-  mkdir -p "$cache/apt-archives/partial"
   for entry in "${hosts[@]}"; do
     name=${entry%%:*} suite=${entry##*:}
     ctr="agent-ui-lab-$name"
     if ! podman container exists "$ctr"; then
+      # One apt cache per lab host: apt locks its archive directory, so hosts that install at the same
+      # time cannot share one (molecule shares one per suite, one host of each per scenario).
+      mkdir -p "$cache/apt-archives/$ctr/partial"
       podman run -d --name "$ctr" --hostname "$name" --network "$network" --network-alias "$name" \
-        --systemd=always -v "$cache/apt-archives:/var/cache/apt/archives" \
+        --systemd=always -v "$cache/apt-archives/$ctr:/var/cache/apt/archives" \
         "localhost/agent-ui-pg-lab:$suite" /sbin/init >/dev/null
     elif [ "$(podman inspect -f '{{.State.Running}}' "$ctr")" != true ]; then
       podman start "$ctr" >/dev/null

@@ -26,13 +26,13 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 rm -rf "$out"
-mkdir -p "$out/repo/pool/main" "$out/gnupg" "$cache/apt-archives/partial"
+mkdir -p "$out/repo/pool/main" "$out/gnupg" "$cache/apt-archives/$suite/partial"
 chmod 0700 "$out/gnupg"
 export GNUPGHOME="$out/gnupg"
 
 # 1. Debian's packages for SUITE, fetched by a throwaway container of that suite.
 podman run --rm \
-  -v "$cache/apt-archives:/var/cache/apt/archives" \
+  -v "$cache/apt-archives/$suite:/var/cache/apt/archives" \
   -v "$out/repo/pool/main:/out" \
   "localhost/agent-ui-pg-lab:$suite" \
   sh -c "apt-get update -qq && cd /out && apt-get download -qq \
@@ -40,7 +40,7 @@ podman run --rm \
 
 # 2. A throwaway signing key (no passphrase: it signs a test fixture and nothing else).
 gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
-    --quick-gen-key "agent_ui.postgresql lab PGDG mirror <lab@localhost>" rsa3072 sign 1d
+    --quick-gen-key "agent_ui.postgresql lab PGDG mirror <lab@localhost>" rsa3072 sign never
 fpr=$(gpg --batch --with-colons --list-keys | awk -F: '/^fpr:/ {print $10; exit}')
 gpg --batch --armor --export "$fpr" > "$out/repo/key.asc"
 echo "$fpr" > "$out/repo/fingerprint"

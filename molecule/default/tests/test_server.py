@@ -3,26 +3,24 @@ import re
 
 import pytest
 
-from testinfra.utils.ansible_runner import AnsibleRunner
+import testinfra
 
-from conftest import PROJECT, inventory_file, lab_host, psql, remote_psql, role_vars, run_playbook
+from conftest import PROJECT, ansible_host, group_hosts, podman_hosts, psql, remote_psql, role_vars, run_playbook
 
-testinfra_hosts = ["ansible://postgresql"]
+testinfra_hosts = podman_hosts("postgresql")
 
 
 @pytest.fixture(scope="module")
 def rv(host):
-    return role_vars(host)
+    return role_vars(host.backend.get_hostname())
 
 
 @pytest.fixture(scope="module")
 def peer(host):
     """The other lab host, used as a remote client."""
-    names = sorted(AnsibleRunner(inventory_file()).get_hosts("postgresql"))
-    me = host.backend.get_hostname()
-    others = [n for n in names if n != me]
+    others = [n for n in group_hosts("postgresql") if n != host.backend.get_hostname()]
     assert others, "the scenario needs two hosts"
-    return lab_host(others[0])
+    return testinfra.get_host("podman://" + others[0])
 
 
 def conninfo(host, rv, **kw):
@@ -101,12 +99,16 @@ def test_postgres_cannot_log_in_over_tcp(host, peer, rv):
 
 
 def test_computed_settings_equal_the_values_for_this_host(host, rv, tuning):
-    facts = host.ansible("setup")["ansible_facts"]
+    facts = ansible_host(host.backend.get_hostname()).ansible("setup")["ansible_facts"]
+
+    def declared_or_fact(var, fact):
+        """An inventory value wins; the role default is the Ansible fact."""
+        value = str(rv[var])
+        return int(facts[fact] if value.startswith("{{") else value)
+
     inputs = {
-        "memory_mb": int(rv.get("postgresql_tuning_memory_mb") if "postgresql_tuning_memory_mb" in host.ansible.get_variables()
-                         else facts["ansible_memtotal_mb"]),
-        "cpus": int(rv.get("postgresql_tuning_cpus") if "postgresql_tuning_cpus" in host.ansible.get_variables()
-                    else facts["ansible_processor_vcpus"]),
+        "memory_mb": declared_or_fact("postgresql_tuning_memory_mb", "ansible_memtotal_mb"),
+        "cpus": declared_or_fact("postgresql_tuning_cpus", "ansible_processor_vcpus"),
         "storage": rv["postgresql_storage_type"],
         "profile": rv["postgresql_workload_profile"],
         "max_connections": int(rv["postgresql_max_connections"]),
@@ -159,7 +161,9 @@ def test_connections_are_logged_with_the_prefix(host, rv):
     remote_psql(host, conninfo(host, rv, application_name="logprobe"), password=rv["lab_app_password"])
     log = "/var/log/postgresql/postgresql-{}-{}.log".format(rv["postgresql_version"], rv["postgresql_cluster_name"])
     content = host.file(log).content_string
-    assert re.search(r"app_test@app_test app=logprobe client=\S+ LOG:  connection authorized", content)
+    assert re.search(r"app_test@app_test app=\S+ client=\S+ LOG:  connection authorized: user=app_test "
+                     r"database=app_test application_name=logprobe SSL enabled", content)
+    assert re.search(r"app_test@app_test app=logprobe client=\S+ LOG:  disconnection", content)
 
 
 def test_check_diff_after_converge_reports_no_changes():

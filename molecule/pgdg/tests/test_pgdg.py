@@ -1,7 +1,9 @@
 """The server came from the local signed PGDG mirror through the role's key, source and pin."""
-testinfra_hosts = ["ansible://postgresql"]
+from conftest import podman_hosts
 
-KEY = "/usr/share/postgresql-common/pgdg/apt.postgresql.org.asc"
+testinfra_hosts = podman_hosts("postgresql")
+
+KEY = "/etc/apt/keyrings/apt.postgresql.org.asc"
 
 
 def test_source_is_deb822_and_signed_by_the_pgdg_key(host):

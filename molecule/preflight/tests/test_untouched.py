@@ -1,5 +1,7 @@
 """After four rejected runs, the host must be exactly as it was: nothing installed, nothing written."""
-testinfra_hosts = ["ansible://postgresql"]
+from conftest import podman_hosts
+
+testinfra_hosts = podman_hosts("postgresql")
 
 
 def test_no_postgresql_package_was_installed(host):
@@ -9,7 +11,7 @@ def test_no_postgresql_package_was_installed(host):
 
 def test_no_configuration_was_written(host):
     for path in ("/etc/postgresql", "/etc/postgresql-common", "/etc/apt/sources.list.d/pgdg.sources",
-                 "/etc/apt/preferences.d/pgdg.pref", "/usr/share/postgresql-common"):
+                 "/etc/apt/preferences.d/pgdg.pref", "/usr/share/postgresql-common", "/etc/apt/keyrings/apt.postgresql.org.asc"):
         assert not host.file(path).exists, path
 
 
