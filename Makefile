@@ -8,7 +8,8 @@ VENV := $(CURDIR)/.venv
 CACHE := $(CURDIR)/.cache
 STAMPS := $(CACHE)/stamps
 SCENARIOS ?= preflight default pgdg
-APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns dpkg-dev apt-utils gnupg rsync
+# postgresql-15: a throwaway server for the module's unit tests; pgloader: the migration benchmark's peer.
+APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns dpkg-dev apt-utils gnupg rsync postgresql-15 pgloader
 
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/.config/containers.conf
@@ -52,6 +53,7 @@ pgdg-repo: images
 lint: deps
 	yamllint --strict .
 	ansible-lint
+	antsibull-changelog lint
 
 # ansible-test wants the collection at ansible_collections/agent_ui/postgresql and lists files with git, so
 # sanity runs on a copy of the tracked files with a git index of its own. Its pip bootstrap script lives on a
