@@ -9,7 +9,7 @@ CACHE := $(CURDIR)/.cache
 STAMPS := $(CACHE)/stamps
 SCENARIOS ?= preflight default pgdg
 # postgresql-15: a throwaway server for the module's unit tests; pgloader: the migration benchmark's peer.
-APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns dpkg-dev apt-utils gnupg rsync postgresql-15 pgloader
+APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns dpkg-dev apt-utils gnupg rsync shellcheck postgresql-15 pgloader
 
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/.config/containers.conf

@@ -60,5 +60,5 @@ podman tag "$image" "localhost/agent-ui-pg-lab:${suite}"
 # Drop images and tarballs of older recipes.
 podman images --format '{{.Repository}}:{{.Tag}}' | grep "^localhost/agent-ui-pg-lab:${suite}-" \
   | grep -v -- "-${recipe_hash}\$" | xargs -r podman rmi >/dev/null 2>&1 || true
-find "$cache/images" -maxdepth 1 -name "${suite}-*.tar" ! -name "${suite}-${recipe_hash}.tar" -delete
+find "$cache/images" -maxdepth 1 -name "${suite}-*.tar" ! -name "${suite}-${recipe_hash}.tar" -delete 2>/dev/null || true
 echo "$image"
