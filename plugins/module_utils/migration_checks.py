@@ -1,0 +1,642 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Row checks before writing: problem classes, policies (fail, skip_row, fix) and the reject file.
+
+A :class:`TableSpec` describes one target table: its columns (each with a converter kind and
+its constraints), primary key, UNIQUE column sets and foreign keys.  :class:`TableChecker`
+streams the source rows of one table through the converters and the row checks, applies the
+policy of each problem class, and yields the canonical line of every row to load.  Nothing
+here touches PostgreSQL; memory grows only with the keys of parent tables and the values of
+UNIQUE columns, never with the number of rows of a table such as tasks.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import collections
+import decimal
+import json
+import math
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import (
+    _COPY_SPECIAL, INT2_MAX, INT2_MIN, INT4_MAX, INT4_MIN, INT8_MAX, INT8_MIN, NULL, Fixed, Problem, TimestampConverter,
+    _escape_special, copy_escape, copy_unescape, date_text, decode_text, excerpt, float8_text, jsonb_text, numeric_text,
+    to_decimal, to_integer,
+)
+
+# Problem classes, in the order docs/migration.md lists them.
+PROBLEM_CLASSES = ('json', 'boolean', 'enum', 'not_null', 'unique', 'orphan', 'timestamp', 'utf8', 'nul', 'type', 'length')
+POLICIES = ('fail', 'skip_row', 'fix')
+# Classes with a documented fix rule (docs/migration.md, "Policies").
+FIXABLE = ('json', 'boolean', 'enum', 'not_null', 'orphan', 'utf8', 'nul')
+
+_TRUE_WORDS = ('true', 't', 'yes', 'y', 'on')
+_FALSE_WORDS = ('false', 'f', 'no', 'n', 'off')
+_INT_RANGES = {'smallint': (INT2_MIN, INT2_MAX), 'integer': (INT4_MIN, INT4_MAX), 'bigint': (INT8_MIN, INT8_MAX)}
+
+
+class MigrationError(Exception):
+    """A run cannot go on; ``details`` is merged into the module result."""
+
+    def __init__(self, msg, **details):
+        super(MigrationError, self).__init__(msg)
+        self.msg = msg
+        self.details = details
+
+
+Column = collections.namedtuple('Column', [
+    'name',          # target column
+    'source',        # SQL expression read from SQLite (normally the quoted source column)
+    'kind',          # converter kind: integer, smallint, bigint, text, boolean, timestamptz, date, jsonb, numeric, float8, bytea
+    'not_null',      # target column is NOT NULL
+    'default',       # canonical text of the target default (used by fix rules), or None
+    'null_default',  # canonical text a NULL source value loads as without a problem (booleans), or None
+    'length',        # varchar(n) limit, or None
+    'allowed',       # tuple of allowed values (enum domain), or None
+    'bounds',        # (low, high) inclusive CHECK range for numbers, or None
+    'scale',         # numeric scale, or None
+    'shape',         # 'array' or 'object' for JSON columns, or None
+    'fix_map',       # dict used by the enum fix rule (e.g. model_map), or None
+])
+
+
+def column(name, kind, source=None, not_null=False, default=None, null_default=None, length=None,
+           allowed=None, bounds=None, scale=None, shape=None, fix_map=None):
+    """Build a :data:`Column` with keyword defaults."""
+    return Column(name, source if source is not None else quote_ident(name), kind, not_null, default, null_default,
+                  length, tuple(allowed) if allowed else None, bounds, scale, shape, fix_map)
+
+
+ForeignKey = collections.namedtuple('ForeignKey', ['columns', 'parent', 'parent_columns', 'on_delete', 'name'])
+
+
+class TableSpec(object):
+    """One table to move: where it comes from, its columns, keys and foreign keys."""
+
+    def __init__(self, name, source, columns, pk=('id',), uniques=(), fks=(), identity=None, source_order=None):
+        self.name = name
+        self.source = source
+        self.columns = list(columns)
+        self.pk = tuple(pk)
+        self.uniques = [tuple(cols) for cols in uniques]
+        self.fks = list(fks)
+        self.identity = identity
+        self.source_order = source_order
+
+    @property
+    def column_names(self):
+        return [col.name for col in self.columns]
+
+    def index_of(self, name):
+        return self.column_names.index(name)
+
+    def key_kinds(self):
+        """Converter kinds of the primary key columns (decides how keys sort)."""
+        return [self.columns[self.index_of(name)].kind for name in self.pk]
+
+    def source_sql(self):
+        """The SELECT that streams the source rows in primary key order."""
+        order = self.source_order or ', '.join('%s COLLATE BINARY' % quote_ident(name) if kind not in _INT_RANGES else quote_ident(name)
+                                               for name, kind in zip(self.pk, self.key_kinds()))
+        select = ', '.join(col.source for col in self.columns)
+        sql = 'SELECT %s FROM %s' % (select, quote_ident(self.source))
+        return sql + (' ORDER BY ' + order if order else '')
+
+
+def quote_ident(name):
+    """Quote an SQL identifier (same rule for SQLite and PostgreSQL)."""
+    return '"%s"' % name.replace('"', '""')
+
+
+def key_function(kinds):
+    """Function turning the canonical texts of key columns into a sortable Python key.
+
+    Integer keys compare as numbers and text keys as code points, which is the order of both
+    SQLite's BINARY collation and PostgreSQL's "C" collation, so both sides stream in one order.
+    """
+    if len(kinds) == 1 and kinds[0] in _INT_RANGES:
+        return lambda fields: int(fields[0])
+    converters = [int if kind in _INT_RANGES else copy_unescape for kind in kinds]
+    return lambda fields: tuple(conv(field) for conv, field in zip(converters, fields))
+
+
+def sortable_key(kinds):
+    """True when streamed keys sort the same way on both sides (integer or text key columns)."""
+    return bool(kinds) and all(kind in _INT_RANGES or kind == 'text' for kind in kinds)
+
+
+# ---------------------------------------------------------------------------
+# Policies
+# ---------------------------------------------------------------------------
+
+def resolve_policies(policies):
+    """Full class -> policy mapping from the user's partial one; raise MigrationError if invalid."""
+    resolved = dict((cls, 'fail') for cls in PROBLEM_CLASSES)
+    for cls, policy in (policies or {}).items():
+        if cls not in PROBLEM_CLASSES:
+            raise MigrationError('policies: unknown problem class %r; known classes: %s' % (cls, ', '.join(PROBLEM_CLASSES)))
+        if policy not in POLICIES:
+            raise MigrationError('policies: %s must be one of %s, got %r' % (cls, ', '.join(POLICIES), policy))
+        if policy == 'fix' and cls not in FIXABLE:
+            raise MigrationError('policies: %s has no fix rule; use fail or skip_row (classes with a fix rule: %s)'
+                                 % (cls, ', '.join(FIXABLE)))
+        resolved[cls] = policy
+    return resolved
+
+
+# ---------------------------------------------------------------------------
+# Converters
+# ---------------------------------------------------------------------------
+
+def _text_converter(col):
+    length = col.length
+    allowed = col.allowed
+    special = _COPY_SPECIAL.search
+
+    def convert(value):
+        if value.__class__ is bytes:
+            try:
+                text = value.decode('utf-8')
+            except UnicodeDecodeError:
+                text = decode_text(value)
+        else:
+            text = decode_text(value)
+        if '\x00' in text:
+            raise Problem('nul', 'text contains a NUL character', value)
+        if length is not None and len(text) > length:
+            raise Problem('length', 'longer than %d characters (%d)' % (length, len(text)), value)
+        if allowed is not None and text not in allowed:
+            raise Problem('enum', '%s not in (%s)' % (col.name, ', '.join(allowed)), value)
+        if special(text) is None:
+            return text
+        return _escape_special(text)
+    return convert
+
+
+def _integer_converter(col):
+    low, high = _INT_RANGES[col.kind]
+    bounds = col.bounds
+
+    def convert(value):
+        if value.__class__ is int and low <= value <= high:
+            number = value
+        else:
+            number = to_integer(value, low, high)
+        if bounds is not None and not bounds[0] <= number <= bounds[1]:
+            raise Problem('enum', '%s outside %s..%s' % (col.name, bounds[0], bounds[1]), value)
+        return str(number)
+    return convert
+
+
+def _boolean_converter(col):
+    def convert(value):
+        if value.__class__ in (int, float) and value in (0, 1):
+            return 't' if value else 'f'
+        raise Problem('boolean', 'boolean not in {0, 1, NULL}', value)
+    return convert
+
+
+def _numeric_converter(col):
+    scale = col.scale
+    bounds = col.bounds
+    limit = decimal.Decimal(10) ** (col.length - (scale or 0)) if col.length else None
+
+    def convert(value):
+        number = to_decimal(value)
+        if number is None:
+            raise Problem('type', 'not a number', value)
+        text = numeric_text(number, scale)
+        if limit is not None and abs(decimal.Decimal(text)) >= limit:
+            raise Problem('type', 'numeric field overflow (precision %d, scale %d)' % (col.length, scale or 0), value)
+        if bounds is not None and not bounds[0] <= decimal.Decimal(text) <= bounds[1]:
+            raise Problem('enum', '%s outside %s..%s' % (col.name, bounds[0], bounds[1]), value)
+        return text
+    return convert
+
+
+def _float_converter(col):
+    def convert(value):
+        if value.__class__ is float:
+            return float8_text(value)
+        if value.__class__ is int:
+            return float8_text(float(value))
+        number = to_decimal(value)
+        if number is None:
+            raise Problem('type', 'not a number', value)
+        return float8_text(float(number))
+    return convert
+
+
+def _timestamp_converter(col):
+    return TimestampConverter()
+
+
+def _date_converter(col):
+    return date_text
+
+
+def _jsonb_converter(col):
+    shape = col.shape
+
+    def convert(value):
+        return copy_escape(jsonb_text(value, shape))
+    return convert
+
+
+def _bytea_converter(col):
+    def convert(value):
+        if isinstance(value, str):
+            value = value.encode('utf-8')
+        elif not isinstance(value, bytes):
+            value = str(value).encode('ascii')
+        return '\\\\x' + value.hex()
+    return convert
+
+
+_BASE = {
+    'text': _text_converter, 'integer': _integer_converter, 'smallint': _integer_converter,
+    'bigint': _integer_converter, 'boolean': _boolean_converter, 'numeric': _numeric_converter,
+    'float8': _float_converter, 'timestamptz': _timestamp_converter, 'date': _date_converter,
+    'jsonb': _jsonb_converter, 'bytea': _bytea_converter,
+}
+
+
+def _fixed_value(col, problem, value, base):
+    """Canonical text after the documented fix rule for ``problem``, or None if no rule applies."""
+    cls = problem.cls
+    if cls == 'not_null':
+        return col.default
+    if cls == 'utf8' and isinstance(value, bytes):
+        return base(value.decode('utf-8', 'replace'))
+    if cls == 'nul':
+        text = decode_text(value.replace(b'\x00', b'') if isinstance(value, bytes) else value.replace('\x00', ''))
+        return base(text)
+    if cls == 'json':
+        text = decode_text(value)
+        if not text.strip():
+            return col.default if col.default is not None else (None if col.not_null else NULL)
+        return None
+    if cls == 'boolean':
+        word = decode_text(value).strip().lower() if isinstance(value, (bytes, str)) else None
+        if word in _TRUE_WORDS:
+            return 't'
+        if word in _FALSE_WORDS:
+            return 'f'
+        return None
+    if cls == 'enum':
+        if col.allowed is not None:
+            text = decode_text(value)
+            mapped = (col.fix_map or {}).get(text)
+            if mapped is None:
+                mapped = text.strip().lower()
+            return copy_escape(mapped) if mapped in col.allowed else None
+        if col.bounds is not None:
+            number = to_decimal(value)
+            low, high = col.bounds
+            return base(low if number < low else high) if number is not None else None
+    return None
+
+
+def make_converter(col, policies):
+    """Converters for one column: ``(base, none_text, full)``.
+
+    ``full(value)`` returns the canonical text, raising Problem, or Fixed under a fix policy.
+    ``base`` and ``none_text`` are the fast path used for clean rows: ``base`` converts a
+    non-NULL value (raising Problem on any rule), ``none_text`` is the text a NULL loads as,
+    or None when a NULL is itself a problem; the caller then falls back to ``full``.
+    """
+    base = _BASE[col.kind](col)
+    not_null = col.not_null
+    null_default = col.null_default
+
+    def apply_fix(problem, value):
+        problem.column = col.name
+        if policies[problem.cls] != 'fix':
+            raise problem
+        try:
+            text = _fixed_value(col, problem, value, base)
+        except Problem as second:
+            second.column = col.name
+            raise second
+        if text is None:
+            problem.rule += ' (no fix rule applies)'
+            raise problem
+        raise Fixed(problem, text)
+
+    def full(value):
+        if value is None:
+            if null_default is not None:
+                return null_default
+            if not_null:
+                apply_fix(Problem('not_null', '%s is NULL but the target column is NOT NULL' % col.name, None), None)
+            return NULL
+        try:
+            return base(value)
+        except Problem as problem:
+            apply_fix(problem, value)
+
+    if null_default is not None:
+        none_text = null_default
+    else:
+        none_text = None if not_null else NULL
+    return base, none_text, full
+
+
+# ---------------------------------------------------------------------------
+# Problem and reject sinks
+# ---------------------------------------------------------------------------
+
+class ProblemLog(object):
+    """Keeps the first ``limit`` problems and counts all of them per class and per action."""
+
+    def __init__(self, limit=1000):
+        self.limit = limit
+        self.items = []
+        self.total = 0
+        self.by_class = collections.Counter()
+        self.by_action = collections.Counter()
+
+    def add(self, table, pk, problem, action):
+        self.total += 1
+        self.by_class[problem.cls] += 1
+        self.by_action[action] += 1
+        if len(self.items) < self.limit:
+            self.items.append({
+                'table': table, 'pk': pk, 'column': problem.column, 'value_excerpt': excerpt(problem.value),
+                'rule': problem.rule, 'class': problem.cls, 'action': action,
+            })
+
+    @property
+    def fatal(self):
+        return self.by_action.get('fail', 0)
+
+    def summary(self):
+        return {'total': self.total, 'by_class': dict(self.by_class), 'by_action': dict(self.by_action),
+                'truncated': self.total > len(self.items)}
+
+
+class RejectLog(object):
+    """Writes each skipped (or FK-nulled) row as one JSON line to a file object, if any."""
+
+    def __init__(self, stream=None):
+        self.stream = stream
+        self.rows = 0
+
+    def add(self, table, pk, action, reasons, source_columns, row):
+        self.rows += 1
+        if self.stream is None:
+            return
+        record = {
+            'table': table, 'pk': pk, 'action': action, 'reasons': reasons,
+            'row': dict((name, _json_safe(value)) for name, value in zip(source_columns, row)),
+        }
+        self.stream.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + '\n')
+
+
+def _json_safe(value):
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'backslashreplace')
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return repr(value)
+    return value
+
+
+# ---------------------------------------------------------------------------
+# Per-table checks
+# ---------------------------------------------------------------------------
+
+class KeyRegistry(object):
+    """Keys of parent rows kept, skipped and failed, per (table, referenced columns).
+
+    Only columns that some foreign key references are registered, so a large child table
+    such as tasks costs no memory here.
+    """
+
+    def __init__(self):
+        self._sets = {}
+
+    def sets(self, table, columns):
+        """(kept, dropped, failed) key sets for ``table``'s ``columns``."""
+        key = (table, tuple(columns))
+        if key not in self._sets:
+            self._sets[key] = (set(), set(), set())
+        return self._sets[key]
+
+
+class TableChecker(object):
+    """Checks and converts the rows of one table; iterate :meth:`lines` to get what to load.
+
+    ``referenced`` lists the column tuples of this table that foreign keys point at (their
+    values are registered for the FK checks of child tables); ``unique_candidates`` holds, per
+    entry of ``spec.uniques``, the raw source values that occur more than once (computed by
+    SQLite with GROUP BY ... HAVING count(*) > 1), so only those rows are tracked in memory.
+    """
+
+    def __init__(self, spec, policies, problems, rejects, registry, referenced=(), unique_candidates=None):
+        self.spec = spec
+        self.policies = policies
+        self.problems = problems
+        self.rejects = rejects
+        self.registry = registry
+        converters = [make_converter(col, policies) for col in spec.columns]
+        self.bases = [conv[0] for conv in converters]
+        self.none_texts = [conv[1] for conv in converters]
+        self.converters = [conv[2] for conv in converters]
+        self.pk_index = [spec.index_of(name) for name in spec.pk]
+        self.source_columns = [col.name for col in spec.columns]
+        self.registrations = []
+        for cols in referenced:
+            idx = tuple(spec.index_of(name) for name in cols)
+            self.registrations.append((idx, registry.sets(spec.name, cols)))
+        self.fk_checks = []
+        for fk in spec.fks:
+            nullable = all(not spec.columns[spec.index_of(name)].not_null for name in fk.columns)
+            self.fk_checks.append((fk, tuple(spec.index_of(name) for name in fk.columns), nullable,
+                                   registry.sets(fk.parent, fk.parent_columns)))
+        candidates = unique_candidates or [set() for _cols in spec.uniques]
+        self.unique_checks = [({}, tuple(spec.index_of(name) for name in cols), cands)
+                              for cols, cands in zip(spec.uniques, candidates) if cands]
+        self.source_rows = 0
+        self.kept_rows = 0
+        self.skipped_rows = 0
+        self.fixed_rows = 0
+        self.failed_rows = 0
+
+    def _pk(self, values):
+        if len(self.pk_index) == 1:
+            return copy_unescape(values[self.pk_index[0]])
+        return ','.join(copy_unescape(values[i]) or '' for i in self.pk_index)
+
+    def _slow_convert(self, row):
+        """Convert column by column, collecting every problem (the path taken for bad rows)."""
+        values, found = [], []
+        for conv, value, col in zip(self.converters, row, self.spec.columns):
+            try:
+                values.append(conv(value))
+            except Fixed as fixed:
+                values.append(fixed.text)
+                found.append((fixed.problem, 'fix'))
+            except Problem as problem:
+                problem.column = problem.column or col.name
+                values.append(NULL)
+                policy = self.policies[problem.cls]
+                # A problem that escapes its converter under ``fix`` had no applicable rule.
+                found.append((problem, 'fail' if policy == 'fix' else policy))
+        return values, found
+
+    def _check_fks(self, values, found):
+        """Orphan checks, and cascades from parent rows that were skipped or failed."""
+        for fk, idx, nullable, (parent_kept, parent_dropped, parent_failed) in self.fk_checks:
+            key = _key(values, idx)
+            if key is None or key in parent_kept:
+                continue
+            shown = key if len(idx) == 1 else ','.join(key)
+            where = '%s(%s)=%s' % (fk.parent, ','.join(fk.parent_columns), shown)
+            columns = ','.join(fk.columns)
+            if key in parent_failed:
+                found.append((Problem('orphan', 'parent %s failed its checks' % where, shown, columns), 'cascade'))
+            elif key in parent_dropped:
+                action = 'skip_row'
+                if fk.on_delete == 'SET NULL' and nullable:
+                    for i in idx:
+                        values[i] = NULL
+                    action = 'set_null'
+                found.append((Problem('orphan', 'parent %s was skipped (ON DELETE %s)' % (where, fk.on_delete), shown, columns),
+                              action))
+            else:
+                problem = Problem('orphan', 'no %s row with %s = %s' % (fk.parent, ','.join(fk.parent_columns), shown),
+                                  shown, columns)
+                policy = self.policies['orphan']
+                if policy == 'fix':
+                    if nullable:
+                        for i in idx:
+                            values[i] = NULL
+                    else:
+                        problem.rule += ' (no fix rule: the column is NOT NULL)'
+                        policy = 'fail'
+                found.append((problem, policy))
+
+    def _check_uniques(self, row, values, found):
+        """Duplicate checks for rows whose raw values SQLite reported more than once."""
+        for seen, idx, candidates in self.unique_checks:
+            if tuple(row[i] for i in idx) not in candidates:
+                continue
+            key = _key(values, idx)
+            if key is None:
+                continue
+            first = seen.get(key)
+            if first is None:
+                continue
+            names = ','.join(self.spec.columns[i].name for i in idx)
+            shown = copy_unescape(key) if len(idx) == 1 else ','.join(key)
+            found.append((Problem('unique', 'duplicate %s, first used by %s %s' % (names, '/'.join(self.spec.pk), first),
+                                  shown, names), self.policies['unique']))
+
+    def _remember_uniques(self, row, values):
+        for seen, idx, candidates in self.unique_checks:
+            if tuple(row[i] for i in idx) in candidates:
+                key = _key(values, idx)
+                if key is not None:
+                    seen.setdefault(key, self._pk(values))
+
+    def _register(self, which, values):
+        for idx, sets in self.registrations:
+            key = _key(values, idx)
+            if key is not None:
+                sets[which].add(key)
+
+    def lines(self, rows):
+        """Yield the canonical line of every row to load, in source order."""
+        fast = list(zip(self.bases, self.none_texts))
+        # Foreign keys on one column are checked inline; anything else takes the slow path.
+        inline_fks = [(idx[0], sets[0]) for _fk, idx, _nullable, sets in self.fk_checks if len(idx) == 1]
+        multi_column_fks = len(inline_fks) != len(self.fk_checks)
+        duplicates = [(idx, candidates) for _seen, idx, candidates in self.unique_checks]
+        registrations = self.registrations
+        fast_register = registrations[0][1][0].add if len(registrations) == 1 and len(registrations[0][0]) == 1 else None
+        fast_index = registrations[0][0][0] if fast_register else None
+        join = '\t'.join
+        source_rows = kept_rows = 0
+        try:
+            for row in rows:
+                source_rows += 1
+                try:
+                    values = [none if value is None else base(value) for (base, none), value in zip(fast, row)]
+                    clean = None not in values
+                except Problem:
+                    clean = False
+                if clean:
+                    if multi_column_fks:
+                        clean = False
+                    for i, kept in inline_fks:
+                        if values[i] not in kept and values[i] != NULL:
+                            clean = False
+                            break
+                    for idx, candidates in duplicates:
+                        if tuple(row[i] for i in idx) in candidates:
+                            clean = False
+                if not clean:
+                    values, found = self._slow_convert(row)
+                    self._check_fks(values, found)
+                    if not _drops(found):
+                        self._check_uniques(row, values, found)
+                    if _drops(found):
+                        self._drop(row, values, found)
+                        continue
+                    if found:
+                        self._note(row, values, found)
+                        self.fixed_rows += 1
+                    self._remember_uniques(row, values)
+                if fast_register is not None:
+                    fast_register(values[fast_index])
+                elif registrations:
+                    self._register(0, values)
+                kept_rows += 1
+                yield join(values)
+        finally:
+            self.source_rows += source_rows
+            self.kept_rows += kept_rows
+
+    def _note(self, row, values, found):
+        pk = self._pk(values)
+        for problem, action in found:
+            if action != 'cascade':
+                self.problems.add(self.spec.name, pk, problem, action)
+        if any(action == 'set_null' for _p, action in found):
+            self.rejects.add(self.spec.name, pk, 'set_null', [_reason(p, a) for p, a in found], self.source_columns, row)
+        return pk
+
+    def _drop(self, row, values, found):
+        pk = self._note(row, values, found)
+        actions = set(action for _p, action in found)
+        if actions & set(('fail', 'cascade')):
+            self.failed_rows += 1
+            self._register(2, values)
+        else:
+            self.skipped_rows += 1
+            self._register(1, values)
+            self.rejects.add(self.spec.name, pk, 'skip_row', [_reason(p, a) for p, a in found], self.source_columns, row)
+
+    def counts(self):
+        return {'source_rows': self.source_rows, 'kept_rows': self.kept_rows, 'skipped_rows': self.skipped_rows,
+                'fixed_rows': self.fixed_rows, 'failed_rows': self.failed_rows}
+
+
+def _key(values, idx):
+    """Canonical key of ``values`` at ``idx`` (a str, or a tuple for several columns); None if NULL."""
+    if len(idx) == 1:
+        key = values[idx[0]]
+        return None if key == NULL else key
+    key = tuple(values[i] for i in idx)
+    return None if NULL in key else key
+
+
+def _drops(found):
+    return any(action in ('fail', 'cascade', 'skip_row') for _p, action in found)
+
+
+def _reason(problem, action):
+    return {'class': problem.cls, 'column': problem.column, 'rule': problem.rule,
+            'value_excerpt': excerpt(problem.value), 'action': action}

@@ -1,0 +1,224 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Generic mode: recreate any SQLite schema in PostgreSQL with a documented type mapping.
+
+Tables are created without constraints, loaded with COPY, then given their primary keys,
+UNIQUE constraints, indexes and foreign keys (all inside the one load transaction), which
+is both faster and independent of the order of mutually referencing tables.  The type
+mapping is :data:`TYPE_RULES`; ``casts`` ("table.column" -> PostgreSQL type) override it
+per column.  docs/migration.md documents both.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import collections
+import re
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
+    ForeignKey, MigrationError, TableSpec, column, quote_ident,
+)
+
+# Declared SQLite type -> converter kind; the first matching rule wins (declared type upper-cased).
+# The PostgreSQL type is format_type(kind, n, p, s) with n, p and s read from the declared type.
+# docs/migration.md ("Generic mode") shows the same table with examples.
+TYPE_RULES = (
+    (r'INT', 'bigint'),
+    (r'^(N?VARCHAR|VARYING CHARACTER|NATIVE CHARACTER|CHARACTER VARYING|NCHAR|CHARACTER|CHAR)\s*\(\s*(?P<n>\d+)\s*\)$', 'text'),
+    (r'CHAR|CLOB|TEXT', 'text'),
+    (r'BLOB', 'bytea'),
+    (r'REAL|FLOA|DOUB', 'float8'),
+    (r'BOOL', 'boolean'),
+    (r'DATETIME|TIMESTAMP', 'timestamptz'),
+    (r'DATE', 'date'),
+    (r'JSON', 'jsonb'),
+    (r'^(NUMERIC|DECIMAL)\s*\(\s*(?P<p>\d+)\s*(,\s*(?P<s>\d+)\s*)?\)$', 'numeric'),
+    (r'NUMERIC|DECIMAL', 'numeric'),
+)
+DEFAULT_KIND = 'text'  # no declared type, or one no rule matches
+
+# PostgreSQL types accepted in ``casts`` -> kind.
+CAST_TYPES = (
+    (r'^(text)$', 'text'), (r'^(varchar|character varying)\s*\(\s*(?P<n>\d+)\s*\)$', 'text'),
+    (r'^(smallint|int2)$', 'smallint'), (r'^(integer|int|int4)$', 'integer'), (r'^(bigint|int8)$', 'bigint'),
+    (r'^(numeric|decimal)$', 'numeric'), (r'^(numeric|decimal)\s*\(\s*(?P<p>\d+)\s*(,\s*(?P<s>\d+)\s*)?\)$', 'numeric'),
+    (r'^(double precision|float8)$', 'float8'), (r'^(boolean|bool)$', 'boolean'),
+    (r'^(timestamptz|timestamp with time zone)$', 'timestamptz'), (r'^(date)$', 'date'),
+    (r'^(jsonb)$', 'jsonb'), (r'^(bytea)$', 'bytea'),
+)
+
+_LITERAL_DEFAULT = re.compile(r"^(NULL|TRUE|FALSE|CURRENT_TIMESTAMP|CURRENT_DATE|[+-]?\d+(\.\d+)?|'([^']|'')*')$", re.I)
+
+GenericTable = collections.namedtuple('GenericTable', ['spec', 'pg_types', 'create', 'finish', 'warnings'])
+
+
+def map_type(declared):
+    """(kind, PostgreSQL type, length, precision, scale) for a declared SQLite type."""
+    text = ' '.join((declared or '').strip().upper().split())
+    for pattern, kind in TYPE_RULES:
+        match = re.search(pattern, text)
+        if match:
+            return _typed(kind, match.groupdict())
+    return _typed(DEFAULT_KIND, {})
+
+
+def parse_cast(pg_type):
+    """(kind, PostgreSQL type, length, precision, scale) for a ``casts`` value; MigrationError if unsupported."""
+    text = ' '.join(pg_type.strip().lower().split())
+    for pattern, kind in CAST_TYPES:
+        match = re.match(pattern, text)
+        if match:
+            return _typed(kind, match.groupdict())
+    raise MigrationError('casts: unsupported PostgreSQL type %r; supported: text, varchar(n), smallint, integer, bigint, '
+                         'numeric[(p[,s])], double precision, boolean, timestamptz, date, jsonb, bytea' % pg_type)
+
+
+_FORMAT_TYPE = {'float8': 'double precision', 'timestamptz': 'timestamp with time zone'}
+
+
+def format_type(kind, length=None, precision=None, scale=None):
+    """The PostgreSQL type of a column the way format_type() prints it (used in DDL and checks)."""
+    if kind == 'text' and length is not None:
+        return 'character varying(%d)' % length
+    if kind == 'numeric' and precision is not None:
+        return 'numeric(%d,%d)' % (precision, scale or 0)
+    return _FORMAT_TYPE.get(kind, kind)
+
+
+def _typed(kind, args):
+    length = int(args['n']) if args.get('n') else None
+    precision = int(args['p']) if args.get('p') else None
+    scale = int(args['s']) if args.get('s') else (0 if precision is not None else None)
+    return kind, format_type(kind, length, precision, scale), length, precision, scale
+
+
+def _default_sql(default, pg_type, warnings, where):
+    if default is None:
+        return None
+    text = default.strip()
+    while text.startswith('(') and text.endswith(')'):
+        text = text[1:-1].strip()
+    if not _LITERAL_DEFAULT.match(text) or text.upper() == 'NULL':
+        if text.upper() != 'NULL':
+            warnings.append('%s: default %s is not a literal and was not recreated' % (where, default))
+        return None
+    return '(%s)::%s' % (text, pg_type)
+
+
+def _qualified(schema, table):
+    return '%s.%s' % (quote_ident(schema), quote_ident(table))
+
+
+def _rowid_alias(columns, table_sql):
+    pk = [col for col in columns if col['pk']]
+    return len(pk) == 1 and pk[0]['type'].strip().upper() == 'INTEGER' and 'WITHOUT ROWID' not in table_sql.upper()
+
+
+def _load_order(names, parents):
+    """Parents before children where possible (cycles and self references are broken by name order)."""
+    order, done, visiting = [], set(), set()
+
+    def visit(name):
+        if name in done or name in visiting:
+            return
+        visiting.add(name)
+        for parent in sorted(parents.get(name, ())):
+            if parent != name and parent in names:
+                visit(parent)
+        visiting.discard(name)
+        done.add(name)
+        order.append(name)
+    for name in sorted(names):
+        visit(name)
+    return order
+
+
+def generic_tables(conn, schema, casts=None):
+    """Plan every user table of the SQLite source: specs, CREATE and post-load SQL, warnings."""
+    casts = dict(casts or {})
+    names = sqlite_source.tables(conn)
+    if not names:
+        raise MigrationError('the source has no tables')
+    known = set('%s.%s' % (name, col['name']) for name in names for col in sqlite_source.table_columns(conn, name))
+    unknown = sorted(key for key in casts if key not in known)
+    if unknown:
+        raise MigrationError('casts: no such source column(s): %s' % ', '.join(unknown))
+    info = dict((name, sqlite_source.table_columns(conn, name)) for name in names)
+    fks = dict((name, sqlite_source.foreign_keys(conn, name)) for name in names)
+    order = _load_order(names, dict((name, set(fk['parent'] for fk in fks[name])) for name in names))
+    pks = dict((name, [c['name'] for c in sorted((c for c in info[name] if c['pk']), key=lambda c: c['pk'])]) for name in names)
+    planned = []
+    for name in order:
+        planned.append(_plan_table(conn, schema, name, info[name], pks, fks[name], casts))
+    return planned
+
+
+def _plan_table(conn, schema, name, columns, pks, fks, casts):
+    warnings = []
+    table_sql = sqlite_source.table_sql(conn, name)
+    identity = _rowid_alias(columns, table_sql)
+    pk = pks[name]
+    cols, pg_types, defs = [], [], []
+    for col in columns:
+        where = '%s.%s' % (name, col['name'])
+        kind, pg_type, length, precision, scale = parse_cast(casts[where]) if where in casts else map_type(col['type'])
+        not_null = col['notnull'] or col['name'] in pk
+        if kind == 'numeric' and precision is not None:
+            length = precision
+        cols.append(column(col['name'], kind, not_null=not_null, length=length, scale=scale))
+        pg_types.append(pg_type)
+        parts = [quote_ident(col['name']), pg_type]
+        if identity and col['name'] in pk:
+            parts.append('GENERATED BY DEFAULT AS IDENTITY')
+        elif not_null:
+            parts.append('NOT NULL')
+        default = _default_sql(col['default'], pg_type, warnings, where)
+        if default is not None and not (identity and col['name'] in pk):
+            parts.append('DEFAULT ' + default)
+        if identity and col['name'] in pk:
+            parts.append('NOT NULL')
+        defs.append(' '.join(parts))
+    qualified = _qualified(schema, name)
+    create = ['CREATE TABLE %s (%s)' % (qualified, ', '.join(defs))]
+    finish = []
+    if pk:
+        finish.append('ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY (%s)' % (
+            qualified, quote_ident('%s_pkey' % name), ', '.join(quote_ident(c) for c in pk)))
+    uniques = []
+    for index in sqlite_source.indexes(conn, name):
+        names = [c['name'] for c in index['columns']]
+        if index['origin'] == 'pk':
+            continue
+        if index['expression']:
+            raise MigrationError('index %s on %s uses an expression; generic mode recreates column indexes only' % (index['name'], name))
+        if index['origin'] == 'u':
+            uniques.append(tuple(names))
+            finish.append('ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)' % (
+                qualified, quote_ident('%s_%s_key' % (name, '_'.join(names))), ', '.join(quote_ident(c) for c in names)))
+            continue
+        where = ''
+        if index['partial']:
+            match = re.search(r'\bWHERE\b(.*)$', index['sql'] or '', re.I | re.S)
+            where = ' WHERE ' + match.group(1).strip() if match else ''
+        elif index['unique']:
+            uniques.append(tuple(names))
+        finish.append('CREATE %sINDEX %s ON %s (%s)%s' % (
+            'UNIQUE ' if index['unique'] else '', quote_ident(index['name']), qualified,
+            ', '.join(quote_ident(c['name']) + (' DESC' if c['desc'] else '') for c in index['columns']), where))
+    specs_fks = []
+    for fk in fks:
+        parent_cols = fk['parent_columns'] if all(fk['parent_columns']) else pks.get(fk['parent'], [])
+        if not parent_cols:
+            raise MigrationError('foreign key %s(%s) references %s, which has no primary key' % (
+                name, ','.join(fk['columns']), fk['parent']))
+        fk_name = '%s_%s_fkey' % (name, '_'.join(fk['columns']))
+        specs_fks.append(ForeignKey(tuple(fk['columns']), fk['parent'], tuple(parent_cols), fk['on_delete'].upper(), fk_name))
+        finish.append('ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
+            qualified, quote_ident(fk_name), ', '.join(quote_ident(c) for c in fk['columns']), _qualified(schema, fk['parent']),
+            ', '.join(quote_ident(c) for c in parent_cols), fk['on_delete'].upper(), fk['on_update'].upper()))
+    spec = TableSpec(name, name, cols, pk=pk, uniques=uniques, fks=specs_fks, identity=pk[0] if identity else None,
+                     source_order=None if pk else '')
+    return GenericTable(spec, pg_types, create, finish, warnings)

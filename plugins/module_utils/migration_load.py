@@ -1,0 +1,745 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Loading: one transaction, COPY streamed from the row checks, then validation.
+
+:func:`run` is the whole migration behind the ``sqlite_to_postgresql`` module:
+
+1. open the source snapshot (and take the verified backup when asked);
+2. plan the tables (app mapping or generic mode) and lock the target tables;
+3. if the target already holds rows, compare them with the source row by row (checksums
+   streamed in key order from both sides): identical -> nothing to do (changed=false),
+   different -> fail with a summary unless ``on_conflict=replace``;
+4. stream every table through the row checks into ``COPY ... FROM STDIN`` (all tables in
+   one transaction), set identities past max(id), ANALYZE;
+5. validate: row counts, per-row checksums (the target's own COPY output, streamed in key
+   order and matched against the checksums recorded while loading) and FK orphans;
+6. write the BULK_LOAD audit row, then COMMIT (or ROLLBACK in check mode or on any failure).
+
+Memory stays flat: rows are streamed in both directions and the per-row checksums of the
+source are spilled to a temporary file, not kept in a list.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import filecmp
+import hashlib
+import json
+import os
+import tempfile
+import time
+import traceback
+
+try:
+    import psycopg2
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError:
+    psycopg2 = None
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app import (
+    app_specs, check_source_columns,
+)
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
+    KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, key_function, quote_ident,
+    resolve_policies, sortable_key,
+)
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import generic_tables
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_stream import (
+    CHUNK_BYTES, Comparison, CopyReader, MultisetComparison, key_text_function, qualified, spill_source, stream_target,
+)
+
+# A table with at least this many source rows is loaded without its secondary indexes and foreign
+# keys, which are rebuilt right after its COPY (option rebuild_after_load).
+REBUILD_MIN_ROWS = 50000
+# Session settings (SET LOCAL) that fix the canonical form (see migration_canonical), mark the bulk
+# load for the audit trigger, and lift the server's statement and idle-in-transaction timeouts (the
+# server role sets 30 s / 60 s for the app; one COPY of a large table takes longer).  lock_timeout
+# stays as configured, so a table lock the app holds makes the run fail instead of waiting forever.
+SESSION_SETTINGS = (
+    ('TimeZone', 'UTC'), ('DateStyle', 'ISO, YMD'), ('IntervalStyle', 'postgres'),
+    ('extra_float_digits', '1'), ('bytea_output', 'hex'), ('agent_ui.bulk_load', 'on'),
+    ('statement_timeout', '0'), ('idle_in_transaction_session_timeout', '0'),
+)
+# format_type() results the canonical text of each converter kind is valid for.
+COMPATIBLE_TYPES = {
+    'integer': ('integer', 'bigint', 'smallint'), 'smallint': ('smallint', 'integer', 'bigint'),
+    'bigint': ('bigint',), 'text': ('text', 'character varying'), 'boolean': ('boolean',),
+    'timestamptz': ('timestamp with time zone',), 'date': ('date',), 'jsonb': ('jsonb',),
+    'numeric': ('numeric',), 'float8': ('double precision',), 'bytea': ('bytea',),
+}
+DEFAULTS = {
+    'mode': 'app', 'db': 'claude_agent_ui', 'target_schema': 'public', 'login_host': None, 'login_port': 5432,
+    'login_user': 'postgres', 'login_password': None, 'login_unix_socket': None, 'ssl_mode': 'prefer',
+    'ca_cert': None, 'policies': None, 'model_map': None, 'reject_file': None, 'backup': None, 'report': None,
+    'on_conflict': 'fail', 'casts': None, 'analyze': True, 'max_problems': 1000, 'connect_timeout': 30,
+    'rebuild_after_load': True,
+}
+
+
+# ---------------------------------------------------------------------------
+# Connection
+# ---------------------------------------------------------------------------
+
+def connection_kwargs(params):
+    """psycopg2.connect() keyword arguments from the module options."""
+    kwargs = {'dbname': params['db'], 'port': params['login_port'], 'user': params['login_user'],
+              'sslmode': params['ssl_mode'], 'connect_timeout': params['connect_timeout'],
+              'application_name': 'agent_ui.postgresql.sqlite_to_postgresql'}
+    host = params.get('login_unix_socket') or params.get('login_host')
+    if host:
+        kwargs['host'] = host
+    if params.get('login_password'):
+        kwargs['password'] = params['login_password']
+    if params.get('ca_cert'):
+        kwargs['sslrootcert'] = params['ca_cert']
+    return kwargs
+
+
+def connect(params):
+    """Open the target connection (one transaction, UTF-8 client encoding)."""
+    if not HAS_PSYCOPG2:
+        raise MigrationError('psycopg2 is required on the host that runs this module')
+    try:
+        conn = psycopg2.connect(**connection_kwargs(params))
+    except psycopg2.Error as exc:
+        raise MigrationError('cannot connect to the target database %s: %s' % (params['db'], str(exc).strip()))
+    conn.set_client_encoding('UTF8')
+    conn.autocommit = False
+    return conn
+
+
+def _session(cur, schema):
+    for name, value in SESSION_SETTINGS:
+        cur.execute('SELECT set_config(%s, %s, true)', (name, value))
+    cur.execute('SELECT set_config(%s, %s, true)', ('search_path', '%s, pg_catalog' % quote_ident(schema)))
+
+
+def _preflight(cur, schema):
+    cur.execute("SELECT pg_is_in_recovery(), current_setting('server_encoding'), "
+                "EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %s)", (schema,))
+    in_recovery, encoding, schema_exists = cur.fetchone()
+    if in_recovery:
+        raise MigrationError('the target server is a read-only replica (pg_is_in_recovery() is true); migrate into the primary')
+    if encoding.upper() not in ('UTF8', 'UTF-8'):
+        raise MigrationError('the target database encoding is %s; it must be UTF8' % encoding)
+    return schema_exists
+
+
+def _existing_tables(cur, schema, names):
+    cur.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND c.relname = ANY(%s)", (schema, list(names)))
+    return set(row[0] for row in cur.fetchall())
+
+
+def _target_columns(cur, schema, table):
+    cur.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                (qualified(schema, table),))
+    return cur.fetchall()
+
+
+def _check_target_columns(cur, schema, spec, exact_types=None):
+    """Fail unless the target table has every mapped column with a compatible type."""
+    have = dict(_target_columns(cur, schema, spec.name))
+    errors = []
+    for i, col in enumerate(spec.columns):
+        pg_type = have.get(col.name)
+        if pg_type is None:
+            errors.append('%s.%s is missing' % (spec.name, col.name))
+        elif exact_types is not None and pg_type != exact_types[i]:
+            errors.append('%s.%s is %s, expected %s' % (spec.name, col.name, pg_type, exact_types[i]))
+        elif not pg_type.startswith(COMPATIBLE_TYPES[col.kind]):
+            errors.append('%s.%s is %s, expected %s' % (spec.name, col.name, pg_type, ' or '.join(COMPATIBLE_TYPES[col.kind])))
+    return errors
+
+
+def _counts(cur, schema, names, existing):
+    counts = {}
+    for name in names:
+        if name in existing:
+            cur.execute('SELECT count(*) FROM %s' % qualified(schema, name))
+            counts[name] = cur.fetchone()[0]
+        else:
+            counts[name] = 0
+    return counts
+
+
+# ---------------------------------------------------------------------------
+# Plans
+# ---------------------------------------------------------------------------
+
+class Plan(object):
+    """What to move: table specs in load order, plus generic mode's DDL."""
+
+    def __init__(self, mode, specs, generic=None, warnings=None):
+        self.mode = mode
+        self.specs = specs
+        self.generic = dict((g.spec.name, g) for g in (generic or []))
+        self.warnings = list(warnings or [])
+        self.referenced = {}
+        for spec in specs:
+            for fk in spec.fks:
+                cols = self.referenced.setdefault(fk.parent, [])
+                if tuple(fk.parent_columns) not in cols:
+                    cols.append(tuple(fk.parent_columns))
+
+    @property
+    def names(self):
+        return [spec.name for spec in self.specs]
+
+
+def build_plan(src, params):
+    """The Plan for ``params['mode']`` from the opened source."""
+    if params['mode'] == 'app':
+        if params.get('casts'):
+            raise MigrationError('casts applies to mode=generic only')
+        specs = app_specs(params.get('model_map'))
+        check_source_columns(specs, sqlite_source.source_columns(src))
+        return Plan('app', specs)
+    tables = generic_tables(src, params['target_schema'], params.get('casts'))
+    warnings = [w for table in tables for w in table.warnings]
+    return Plan('generic', [t.spec for t in tables], tables, warnings)
+
+
+# ---------------------------------------------------------------------------
+# One pass over the source
+# ---------------------------------------------------------------------------
+
+class SourcePass(object):
+    """Checkers for every table of one pass, sharing the problem log, rejects and FK keys."""
+
+    def __init__(self, src, plan, policies, max_problems, reject_stream):
+        self.src = src
+        self.plan = plan
+        self.policies = policies
+        self.problems = ProblemLog(max_problems)
+        self.rejects = RejectLog(reject_stream)
+        self.registry = KeyRegistry()
+        self.checkers = {}
+        self._seen = set()
+
+    def _unique_candidates(self, spec):
+        result = []
+        for cols in spec.uniques:
+            exprs = [spec.columns[spec.index_of(name)].source for name in cols]
+            result.append(sqlite_source.duplicate_values(self.src, spec.source, exprs))
+        return result
+
+    def _preload_cyclic_parents(self, spec):
+        """Keys of parents not loaded yet (self references, cycles): checked against the source."""
+        for fk in spec.fks:
+            if fk.parent in self._seen:
+                continue
+            parent = next(s for s in self.plan.specs if s.name == fk.parent)
+            kept = self.registry.sets(fk.parent, fk.parent_columns)[0]
+            checker = TableChecker(parent, self.policies, ProblemLog(0), RejectLog(None), KeyRegistry(),
+                                   referenced=[fk.parent_columns])
+            idx = [parent.index_of(name) for name in fk.parent_columns]
+            for line in checker.lines(sqlite_source.stream(self.src, parent.source_sql())):
+                fields = line.split('\t')
+                kept.add(fields[idx[0]] if len(idx) == 1 else tuple(fields[i] for i in idx))
+
+    def checker(self, spec):
+        self._preload_cyclic_parents(spec)
+        checker = TableChecker(spec, self.policies, self.problems, self.rejects, self.registry,
+                               referenced=self.plan.referenced.get(spec.name, ()),
+                               unique_candidates=self._unique_candidates(spec))
+        self.checkers[spec.name] = checker
+        self._seen.add(spec.name)
+        return checker
+
+    def lines(self, spec):
+        checker = self.checker(spec)
+        return checker.lines(sqlite_source.stream(self.src, spec.source_sql()))
+
+
+# ---------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------
+
+def _params(params):
+    merged = dict(DEFAULTS)
+    merged.update(dict((k, v) for k, v in params.items() if v is not None))
+    if merged['mode'] not in ('app', 'generic'):
+        raise MigrationError('mode must be app or generic, got %r' % merged['mode'])
+    if merged['on_conflict'] not in ('fail', 'replace'):
+        raise MigrationError('on_conflict must be fail or replace, got %r' % merged['on_conflict'])
+    return merged
+
+
+def run(params, check_mode=False, diff=False, connect_fn=None):
+    """Run a migration; return the module result dict or raise MigrationError (with details)."""
+    params = _params(params)
+    policies = resolve_policies(params.get('policies'))
+    started = time.time()
+    try:
+        src = sqlite_source.open_snapshot(params['src'])
+    except sqlite_source.SourceError as exc:
+        raise MigrationError(str(exc))
+    artifacts = _Artifacts(params, check_mode)
+    try:
+        backup = None
+        if params.get('backup') and not check_mode:
+            try:
+                backup = sqlite_source.verified_backup(src, params['backup'])
+            except sqlite_source.SourceError as exc:
+                raise MigrationError(str(exc))
+        plan = build_plan(src, params)
+        conn = (connect_fn or connect)(params)
+        try:
+            result = _Migration(conn, src, plan, params, policies, check_mode, artifacts).run()
+        except MigrationError as exc:
+            conn.rollback()
+            artifacts.discard_rejects()
+            exc.details.setdefault('mapping_warnings', plan.warnings)
+            if exc.details.get('problems') is not None or exc.details.get('differences') is not None:
+                artifacts.write_report(dict(exc.details, msg=exc.msg, failed=True, mode=params['mode']))
+            raise
+        except Exception as exc:
+            conn.rollback()
+            artifacts.discard_rejects()
+            if HAS_PSYCOPG2 and isinstance(exc, psycopg2.Error):
+                raise MigrationError('PostgreSQL refused a step, rolled back, nothing was written: %s' % str(exc).strip(),
+                                     mapping_warnings=plan.warnings)
+            raise
+        finally:
+            conn.close()
+    finally:
+        sqlite_source.close_snapshot(src)
+    result['mapping_warnings'] = plan.warnings
+    if backup is not None:
+        result['backup'] = backup
+        result['changed'] = result['changed'] or (backup['changed'])
+    if not diff:
+        result.pop('diff', None)
+    elapsed = time.time() - started
+    moved = sum(t.get('loaded_rows', 0) for t in result['tables'].values())
+    result['timings']['total_seconds'] = round(elapsed, 3)
+    result['timings']['rows_per_second'] = int(moved / elapsed) if elapsed > 0 and moved else 0
+    report = dict((k, v) for k, v in result.items() if k not in ('timings', 'changed', 'diff'))
+    result['report_written'] = artifacts.write_report(report)
+    artifacts.keep_rejects(result)
+    return result
+
+
+class _Artifacts(object):
+    """Reject file and JSON report: written beside their target, replaced only when different."""
+
+    def __init__(self, params, check_mode):
+        self.check_mode = check_mode
+        self.reject_path = params.get('reject_file')
+        self.report_path = params.get('report')
+        self._reject_tmp = None
+
+    def reject_stream(self):
+        """A fresh temporary reject stream for one pass (None when no reject file is wanted)."""
+        self.discard_rejects()
+        if not self.reject_path or self.check_mode:
+            return None
+        directory = os.path.dirname(os.path.abspath(self.reject_path))
+        if not os.path.isdir(directory):
+            raise MigrationError('reject_file directory %s does not exist' % directory)
+        handle, path = tempfile.mkstemp(prefix='.reject.', suffix='.tmp', dir=directory)
+        self._reject_tmp = (os.fdopen(handle, 'w', encoding='utf-8'), path)
+        return self._reject_tmp[0]
+
+    def discard_rejects(self):
+        if self._reject_tmp is not None:
+            stream, path = self._reject_tmp
+            stream.close()
+            if os.path.exists(path):
+                os.unlink(path)
+            self._reject_tmp = None
+
+    def keep_rejects(self, result):
+        if self._reject_tmp is None:
+            return
+        stream, path = self._reject_tmp
+        stream.close()
+        self._reject_tmp = None
+        if os.path.exists(self.reject_path) and filecmp.cmp(path, self.reject_path, shallow=False):
+            os.unlink(path)
+            written = False
+        else:
+            os.rename(path, self.reject_path)
+            written = True
+        result['reject_file'] = {'path': self.reject_path, 'rows': result.get('rejected_rows', 0), 'written': written}
+
+    def write_report(self, report):
+        if not self.report_path or self.check_mode:
+            return False
+        data = (json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False, default=str) + '\n').encode('utf-8')
+        return _write_if_changed(self.report_path, data)
+
+
+def _write_if_changed(path, data):
+    if os.path.exists(path):
+        with open(path, 'rb') as handle:
+            if handle.read() == data:
+                return False
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
+    with os.fdopen(handle, 'wb') as stream:
+        stream.write(data)
+    os.rename(tmp, path)
+    return True
+
+
+class _Migration(object):
+    """One run against one open connection; every step happens in the same transaction."""
+
+    def __init__(self, conn, src, plan, params, policies, check_mode, artifacts):
+        self.conn = conn
+        self.cur = conn.cursor()
+        self.src = src
+        self.plan = plan
+        self.params = params
+        self.schema = params['target_schema']
+        self.policies = policies
+        self.check_mode = check_mode
+        self.artifacts = artifacts
+        self.timings = {}
+        self.existing = set()
+        self.deferrable_tables = None
+        self.rebuilt = {}
+
+    def _pass(self):
+        return SourcePass(self.src, self.plan, self.policies, self.params['max_problems'], self.artifacts.reject_stream())
+
+    def _fail_on_problems(self, source_pass, msg):
+        if source_pass.problems.fatal:
+            keys = dict((spec.name, '/'.join(spec.pk) or 'row') for spec in self.plan.specs)
+            raise MigrationError('%s: %d problem(s) under the fail policy, nothing was written (first: %s)' % (
+                msg, source_pass.problems.fatal, _first_fatal(source_pass.problems, keys)),
+                problems=source_pass.problems.items, problem_summary=source_pass.problems.summary(),
+                tables=_table_counts(source_pass), plan=_failed_plan(source_pass))
+
+    # -- target inspection -------------------------------------------------
+    def _inspect(self):
+        schema_exists = _preflight(self.cur, self.schema)
+        names = self.plan.names
+        if not schema_exists:
+            if self.plan.mode == 'app':
+                raise MigrationError('schema %s does not exist in %s; apply the schema role first' % (self.schema, self.params['db']))
+            self.cur.execute('CREATE SCHEMA %s' % quote_ident(self.schema))
+        self.existing = _existing_tables(self.cur, self.schema, names)
+        errors = []
+        if self.plan.mode == 'app':
+            missing = [name for name in names if name not in self.existing]
+            if missing:
+                raise MigrationError('target table(s) %s missing in %s.%s; apply the schema role first' % (
+                    ', '.join(missing), self.params['db'], self.schema))
+            for spec in self.plan.specs:
+                errors.extend(_check_target_columns(self.cur, self.schema, spec))
+        elif self.existing:
+            missing = [name for name in names if name not in self.existing]
+            if missing:
+                raise MigrationError('some source tables already exist in %s (%s) and others do not (%s); migrate into an '
+                                     'empty target_schema' % (self.schema, ', '.join(sorted(self.existing)), ', '.join(missing)))
+            for spec in self.plan.specs:
+                errors.extend(_check_target_columns(self.cur, self.schema, spec, self.plan.generic[spec.name].pg_types))
+        if errors:
+            raise MigrationError('the target tables do not match the %s mapping: %s' % (self.plan.mode, '; '.join(errors)))
+        if self.existing:
+            self.cur.execute('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE' % ', '.join(
+                qualified(self.schema, name) for name in names))
+
+    # -- re-run comparison ---------------------------------------------------
+    def _compare(self):
+        """Stream source and target side by side; return (SourcePass, {table: summary}, identical)."""
+        source_pass = self._pass()
+        differences, identical = {}, True
+        for spec in self.plan.specs:
+            lines = source_pass.lines(spec)
+            if spec.pk and sortable_key(spec.key_kinds()):
+                key_fn = key_function(spec.key_kinds())
+                idx = [spec.index_of(name) for name in spec.pk]
+
+                def source(lines=lines, key_fn=key_fn, idx=idx):
+                    for line in lines:
+                        fields = line.split('\t')
+                        yield key_fn([fields[i] for i in idx]), hashlib.md5(line.encode('utf-8')).hexdigest(), line
+                comparison = Comparison(source(), spec.column_names)
+            else:
+                comparison = MultisetComparison()
+                for line in lines:
+                    comparison.add_source(hashlib.md5(line.encode('utf-8')).hexdigest())
+            stream_target(self.cur, self.schema, spec, comparison, keep_lines=True)
+            if not comparison.identical:
+                identical = False
+                differences[spec.name] = comparison.summary()
+        return source_pass, differences, identical
+
+    # -- loading ---------------------------------------------------------------
+    def _load(self, fresh_tables):
+        source_pass = self._pass()
+        spills = {}
+        loaded = {}
+        for spec in self.plan.specs:
+            lines = source_pass.lines(spec)
+            if source_pass.problems.fatal:
+                for _line in lines:
+                    pass
+                continue
+            spill = tempfile.TemporaryFile(mode='w+', encoding='utf-8')
+            spills[spec.name] = spill
+            reader = CopyReader(lines, spill, key_text_function(spec), source_pass.problems)
+            freeze = ' WITH (FREEZE)' if spec.name in fresh_tables else ''
+            deferred = self._defer_builds(spec)
+            try:
+                self.cur.copy_expert('COPY %s (%s) FROM STDIN%s' % (
+                    qualified(self.schema, spec.name), ', '.join(quote_ident(c) for c in spec.column_names), freeze),
+                    reader, size=CHUNK_BYTES)
+                if not source_pass.problems.fatal:
+                    self._rebuild(spec, *deferred)
+            except psycopg2.Error as exc:
+                raise MigrationError('COPY into %s failed, rolled back, nothing was written: %s' % (spec.name, str(exc).strip()),
+                                     problems=source_pass.problems.items, problem_summary=source_pass.problems.summary())
+            finally:
+                reader.close()
+            loaded[spec.name] = reader.rows
+        return source_pass, spills, loaded
+
+    def _defer_builds(self, spec):
+        """Before a large COPY, drop the table's secondary indexes and foreign keys; return them.
+
+        Building an index once after the load, and validating a foreign key with one join, is
+        much faster than maintaining both for every row (PostgreSQL's "Populating a Database").
+        Done only when the table is empty before the load, holds at least
+        :data:`REBUILD_MIN_ROWS` source rows and the connected role owns the tables involved.
+        Indexes that back a constraint (primary key, UNIQUE, a foreign key's target) stay.
+        Everything happens inside the load transaction: other sessions never see the table
+        without them, and :meth:`_rebuild` checks that the definitions come back identical.
+        """
+        if not self.params['rebuild_after_load'] or spec.name not in self.existing or spec.name not in self.deferrable_tables:
+            return [], []
+        rows = self.src.execute('SELECT count(*) FROM %s' % quote_ident(spec.source)).fetchone()[0]
+        if rows < REBUILD_MIN_ROWS:
+            return [], []
+        table = qualified(self.schema, spec.name)
+        self.cur.execute(
+            "SELECT ic.relname, pg_get_indexdef(i.indexrelid), obj_description(i.indexrelid, 'pg_class') "
+            "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+            "WHERE i.indrelid = %s::regclass AND i.indisvalid AND NOT i.indisreplident AND NOT i.indisclustered "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+            "AND pg_has_role(t.relowner, 'USAGE') ORDER BY ic.relname", (table,))
+        indexes = self.cur.fetchall()
+        self.cur.execute(
+            "SELECT c.conname, pg_get_constraintdef(c.oid), obj_description(c.oid, 'pg_constraint') "
+            "FROM pg_constraint c JOIN pg_class t ON t.oid = c.conrelid JOIN pg_class p ON p.oid = c.confrelid "
+            "WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND c.coninhcount = 0 AND c.conparentid = 0 "
+            "AND pg_has_role(t.relowner, 'USAGE') AND pg_has_role(p.relowner, 'USAGE') ORDER BY c.conname", (table,))
+        foreign_keys = self.cur.fetchall()
+        for name, _definition, _comment in foreign_keys:
+            self.cur.execute('ALTER TABLE %s DROP CONSTRAINT %s' % (table, quote_ident(name)))
+        for name, _definition, _comment in indexes:
+            self.cur.execute('DROP INDEX %s' % qualified(self.schema, name))
+        return indexes, foreign_keys
+
+    def _rebuild(self, spec, indexes, foreign_keys):
+        """Recreate what :meth:`_defer_builds` dropped, with its comments, and check it is identical."""
+        if not indexes and not foreign_keys:
+            return
+        table = qualified(self.schema, spec.name)
+        for name, definition, comment in indexes:
+            self.cur.execute(definition)
+            if comment is not None:
+                self.cur.execute('COMMENT ON INDEX %s IS %%s' % qualified(self.schema, name), (comment,))
+        for name, definition, comment in foreign_keys:
+            self.cur.execute('ALTER TABLE %s ADD CONSTRAINT %s %s' % (table, quote_ident(name), definition))
+            if comment is not None:
+                self.cur.execute('COMMENT ON CONSTRAINT %s ON %s IS %%s' % (quote_ident(name), table), (comment,))
+        self.cur.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass", (table,))
+        now = set(row[0] for row in self.cur.fetchall())
+        self.cur.execute("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass", (table,))
+        now_fks = set(self.cur.fetchall())
+        missing = [d for _n, d, _c in indexes if d not in now] + [d for n, d, _c in foreign_keys if (n, d) not in now_fks]
+        if missing:
+            raise MigrationError('%s: could not rebuild identically: %s' % (spec.name, '; '.join(sorted(missing))))
+        self.rebuilt[spec.name] = {'indexes': [n for n, _d, _c in indexes], 'foreign_keys': [n for n, _d, _c in foreign_keys]}
+
+    def _finish_generic(self, created):
+        for spec in self.plan.specs:
+            if spec.name in created:
+                for statement in self.plan.generic[spec.name].finish:
+                    self.cur.execute(statement)
+
+    def _set_identities(self):
+        for spec in self.plan.specs:
+            if spec.identity:
+                ident = quote_ident(spec.identity)
+                self.cur.execute('SELECT setval(pg_get_serial_sequence(%%s, %%s), GREATEST(max(%s), 1), max(%s) IS NOT NULL) FROM %s'
+                                 % (ident, ident, qualified(self.schema, spec.name)),
+                                 (qualified(self.schema, spec.name), spec.identity))
+
+    def _analyze(self):
+        for spec in self.plan.specs:
+            self.cur.execute('ANALYZE %s' % qualified(self.schema, spec.name))
+
+    # -- validation ------------------------------------------------------------
+    def _validate(self, source_pass, spills):
+        tables, counts_match, checksums_match, mismatches = {}, True, True, {}
+        for spec in self.plan.specs:
+            checker = source_pass.checkers[spec.name]
+            spill = spills[spec.name]
+            if spec.pk and sortable_key(spec.key_kinds()):
+                comparison = Comparison(spill_source(spill, spec))
+            else:
+                comparison = MultisetComparison()
+                spill.seek(0)
+                for record in spill:
+                    comparison.add_source(record[:32])
+            target_rows = stream_target(self.cur, self.schema, spec, comparison)
+            spill.close()
+            match = comparison.identical
+            counts_ok = target_rows == checker.kept_rows
+            counts_match = counts_match and counts_ok
+            checksums_match = checksums_match and match
+            if not match or not counts_ok:
+                mismatches[spec.name] = comparison.summary()
+            tables[spec.name] = dict(_checker_counts(checker), loaded_rows=target_rows, checksum_match=match)
+        orphans = self._fk_orphans()
+        validation = {'counts_match': counts_match, 'checksums_match': checksums_match,
+                      'fk_orphans': sum(orphans.values()), 'fk_orphans_by_constraint': orphans}
+        if mismatches:
+            validation['mismatches'] = mismatches
+        return tables, validation
+
+    def _fk_orphans(self):
+        orphans = {}
+        for spec in self.plan.specs:
+            for fk in spec.fks:
+                not_null = ' AND '.join('c.%s IS NOT NULL' % quote_ident(c) for c in fk.columns)
+                join = ' AND '.join('p.%s = c.%s' % (quote_ident(p), quote_ident(c)) for p, c in zip(fk.parent_columns, fk.columns))
+                self.cur.execute('SELECT count(*) FROM %s c WHERE %s AND NOT EXISTS (SELECT 1 FROM %s p WHERE %s)' % (
+                    qualified(self.schema, spec.name), not_null, qualified(self.schema, fk.parent), join))
+                orphans[fk.name] = self.cur.fetchone()[0]
+        return orphans
+
+    def _audit(self, tables):
+        if self.plan.mode != 'app':
+            return False
+        self.cur.execute('SELECT to_regclass(%s)', (qualified(self.schema, 'audit_log'),))
+        if self.cur.fetchone()[0] is None:
+            return False
+        counts = dict((name, info['loaded_rows']) for name, info in tables.items())
+        self.cur.execute("INSERT INTO %s (table_name, operation, new_data, changed_by) VALUES ('migration', 'BULK_LOAD', %%s::jsonb, "
+                         "current_user)" % qualified(self.schema, 'audit_log'), (json.dumps(counts, sort_keys=True),))
+        return True
+
+    # -- orchestration ---------------------------------------------------------
+    def run(self):
+        _session(self.cur, self.schema)
+        self._inspect()
+        names = self.plan.names
+        before = _counts(self.cur, self.schema, names, self.existing)
+        action, differences = 'load', None
+        tick = time.time()
+        if any(before.values()):
+            source_pass, differences, identical = self._compare()
+            self.timings['compare_seconds'] = round(time.time() - tick, 3)
+            self._fail_on_problems(source_pass, 'the source has problems')
+            if identical:
+                return self._unchanged(source_pass, before)
+            if self.params['on_conflict'] != 'replace':
+                raise MigrationError('the target already holds different data in %s; set on_conflict=replace to replace it '
+                                     '(nothing was written)' % ', '.join(sorted(differences)),
+                                     differences=differences, target_rows=before)
+            action = 'replace'
+        # Tables that are empty when COPY starts: candidates for building their indexes after the load.
+        self.deferrable_tables = set(name for name in names if action == 'replace' or not before[name])
+        fresh = set()
+        if self.plan.mode == 'generic' and not self.existing:
+            for spec in self.plan.specs:
+                for statement in self.plan.generic[spec.name].create:
+                    self.cur.execute(statement)
+            fresh = set(names)
+        elif action == 'replace' or (self.plan.mode == 'generic' and self.existing):
+            self.cur.execute('TRUNCATE %s' % ', '.join(qualified(self.schema, name) for name in names))
+            fresh = set(names)
+        tick = time.time()
+        source_pass, spills, loaded = self._load(fresh)
+        self.timings['load_seconds'] = round(time.time() - tick, 3)
+        self._fail_on_problems(source_pass, 'the source has problems')
+        tick = time.time()
+        if self.plan.mode == 'generic' and not self.existing:
+            self._finish_generic(set(names))
+        self._set_identities()
+        if self.params['analyze']:
+            self._analyze()
+        self.timings['finish_seconds'] = round(time.time() - tick, 3)
+        tick = time.time()
+        tables, validation = self._validate(source_pass, spills)
+        self.timings['validate_seconds'] = round(time.time() - tick, 3)
+        for name in names:
+            tables[name]['target_rows_before'] = before[name]
+        if not (validation['counts_match'] and validation['checksums_match'] and validation['fk_orphans'] == 0):
+            raise MigrationError('validation failed after loading; rolled back, nothing was written',
+                                 validation=validation, tables=tables, problems=source_pass.problems.items)
+        audit = self._audit(tables)
+        after = _counts(self.cur, self.schema, names, set(names))
+        result = self._result(source_pass, tables, validation, before, after, action, differences)
+        result['audit_row'] = audit
+        result['rebuilt_after_load'] = self.rebuilt
+        if self.check_mode:
+            self.conn.rollback()
+        else:
+            self.conn.commit()
+        return result
+
+    def _unchanged(self, source_pass, before):
+        self.conn.rollback()
+        tables = {}
+        for spec in self.plan.specs:
+            tables[spec.name] = dict(_checker_counts(source_pass.checkers[spec.name]), loaded_rows=0,
+                                     target_rows_before=before[spec.name], checksum_match=True)
+        validation = {'counts_match': True, 'checksums_match': True, 'fk_orphans': 0, 'fk_orphans_by_constraint': {}}
+        return self._result(source_pass, tables, validation, before, before, 'none', None, changed=False)
+
+    def _result(self, source_pass, tables, validation, before, after, action, differences, changed=True):
+        plan = dict((name, {'action': action if action != 'none' else 'none', 'rows_to_load': info['kept_rows'],
+                            'rows_to_skip': info['skipped_rows'], 'rows_fixed': info['fixed_rows'],
+                            'target_rows_before': before[name]}) for name, info in tables.items())
+        result = {
+            'changed': changed and action != 'none', 'mode': self.plan.mode, 'action': action,
+            'src': self.params['src'], 'db': self.params['db'], 'target_schema': self.schema,
+            'tables': tables, 'problems': source_pass.problems.items, 'problem_summary': source_pass.problems.summary(),
+            'rejected_rows': source_pass.rejects.rows, 'validation': validation, 'plan': plan,
+            'diff': {'before': {'tables': before}, 'after': {'tables': after}}, 'timings': dict(self.timings),
+        }
+        if differences:
+            result['replaced'] = differences
+        return result
+
+
+def _checker_counts(checker):
+    counts = checker.counts()
+    return {'source_rows': counts['source_rows'], 'kept_rows': counts['kept_rows'], 'skipped_rows': counts['skipped_rows'],
+            'fixed_rows': counts['fixed_rows'], 'failed_rows': counts['failed_rows']}
+
+
+def _table_counts(source_pass):
+    return dict((name, _checker_counts(checker)) for name, checker in source_pass.checkers.items())
+
+
+def _failed_plan(source_pass):
+    plan = {}
+    for name, checker in source_pass.checkers.items():
+        counts = checker.counts()
+        plan[name] = {'action': 'none (problems under the fail policy)', 'rows_to_load': counts['kept_rows'],
+                      'rows_to_skip': counts['skipped_rows'], 'rows_fixed': counts['fixed_rows'], 'rows_failed': counts['failed_rows']}
+    return plan
+
+
+def _first_fatal(problems, keys):
+    for item in problems.items:
+        if item['action'] == 'fail':
+            return '%s (%s=%s) %s: %s [%s]' % (item['table'], keys.get(item['table'], 'pk'), item['pk'], item['column'],
+                                               item['rule'], item['class'])
+    return 'see problems'

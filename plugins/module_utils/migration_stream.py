@@ -1,0 +1,288 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Streaming both ways: checked lines into ``COPY ... FROM STDIN``, the target's rows back out.
+
+* :class:`CopyReader` feeds ``copy_expert`` from a producer thread and spills ``md5<TAB>key``
+  per row to a temporary file;
+* :class:`TargetSink` receives ``COPY (SELECT ... ORDER BY key) TO STDOUT`` one row at a time
+  and hands ``(key, md5)`` to a :class:`Comparison` (a merge of two key-ordered streams) or a
+  :class:`MultisetComparison` (tables without a sortable key).
+
+Nothing here holds more than a few chunks in memory.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import threading
+
+try:
+    import queue
+except ImportError:  # pragma: no cover - Python 2 is not supported, kept for the sanity import test
+    import Queue as queue
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import key_function, quote_ident
+
+CHUNK_BYTES = 1 << 20
+QUEUE_CHUNKS = 4
+EXAMPLES = 5
+
+
+def qualified(schema, table):
+    """schema.table, both quoted."""
+    return '%s.%s' % (quote_ident(schema), quote_ident(table))
+
+
+def key_text_function(spec):
+    """line -> the text of its key fields joined by tabs (fast path: key is the first column)."""
+    idx = [spec.index_of(name) for name in spec.pk]
+    if idx == [0]:
+        def first(line):
+            cut = line.find('\t')
+            return line if cut < 0 else line[:cut]
+        return first
+    return lambda line: '\t'.join(line.split('\t')[i] for i in idx)
+
+
+class CopyReader(object):
+    """File-like object for ``copy_expert``: checked lines in, COPY text chunks out.
+
+    A producer thread runs the row checks and builds chunks of about :data:`CHUNK_BYTES`
+    while the connection sends the previous chunk (psycopg2 releases the GIL while it
+    writes), so checking and PostgreSQL's COPY work overlap.  At most :data:`QUEUE_CHUNKS`
+    chunks wait in memory.  For each line the producer writes ``md5<TAB>key`` to ``spill``
+    so validation can stream the checksums back in key order.  Once a fatal problem is
+    found it stops sending rows (the transaction will be rolled back) but keeps draining the
+    checks so that every problem is still reported.
+    """
+
+    def __init__(self, lines, spill, key_text, problems, chunk_bytes=None):
+        self._lines = iter(lines)
+        self._spill = spill
+        self._key_text = key_text
+        self._problems = problems
+        self._chunk = chunk_bytes or CHUNK_BYTES
+        self._queue = queue.Queue(QUEUE_CHUNKS)
+        self._thread = None
+        self._stop = False
+        self._error = None
+        self.rows = 0
+        self.bytes = 0
+
+    def _chunks(self):
+        md5 = hashlib.md5
+        key_text = self._key_text
+        while True:
+            out, spill, size_now = [], [], 0
+            for line in self._lines:
+                data = line.encode('utf-8')
+                spill.append('%s\t%s\n' % (md5(data).hexdigest(), key_text(line)))
+                out.append(data)
+                size_now += len(data) + 1
+                if size_now >= self._chunk:
+                    break
+            if self._problems.fatal or self._stop:
+                for _line in self._lines:
+                    pass
+                return
+            if not out:
+                return
+            self.rows += len(out)
+            self.bytes += size_now
+            self._spill.write(''.join(spill))
+            out.append(b'')
+            yield b'\n'.join(out)
+
+    def _produce(self):
+        try:
+            for chunk in self._chunks():
+                if self._stop:
+                    break
+                self._queue.put(chunk)
+        except BaseException as exc:  # handed to the COPY thread, which re-raises it
+            self._error = exc
+        finally:
+            self._queue.put(None)
+
+    def read(self, size=-1):
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._produce, name='sqlite_to_postgresql-copy')
+            self._thread.daemon = True
+            self._thread.start()
+        chunk = self._queue.get()
+        if chunk is None:
+            self._queue.put(None)
+            if self._error is not None:
+                raise self._error
+            return b''
+        return chunk
+
+    readline = read
+
+    def close(self):
+        """Stop the producer (after an error in COPY) and wait for it."""
+        if self._thread is None:
+            return
+        self._stop = True
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+        if self._error is not None and not isinstance(self._error, Exception):
+            raise self._error
+
+
+class Comparison(object):
+    """Merge of two key-ordered streams of (key, md5): counts and a few examples of differences."""
+
+    def __init__(self, source, columns=None, examples=EXAMPLES):
+        self._source = iter(source)
+        self._next = next(self._source, None)
+        self.columns = columns
+        self.limit = examples
+        self.matched = self.different = self.only_source = self.only_target = 0
+        self.examples = {'different': [], 'only_in_source': [], 'only_in_target': []}
+
+    def _example(self, kind, key, detail=None):
+        if len(self.examples[kind]) < self.limit:
+            shown = key if not isinstance(key, tuple) else ','.join(str(part) for part in key)
+            self.examples[kind].append({'pk': shown, 'columns': detail} if detail is not None else {'pk': shown})
+
+    def target(self, key, digest, line=None):
+        nxt = self._next
+        if nxt is not None and nxt[0] == key and nxt[1] == digest:
+            self.matched += 1
+            self._next = next(self._source, None)
+            return
+        while nxt is not None and nxt[0] < key:
+            self.only_source += 1
+            self._example('only_in_source', nxt[0])
+            nxt = next(self._source, None)
+        if nxt is not None and nxt[0] == key:
+            if nxt[1] == digest:
+                self.matched += 1
+            else:
+                self.different += 1
+                self._example('different', key, _differing_columns(self.columns, nxt[2] if len(nxt) > 2 else None, line))
+            nxt = next(self._source, None)
+        else:
+            self.only_target += 1
+            self._example('only_in_target', key)
+        self._next = nxt
+
+    def finish(self):
+        nxt = self._next
+        while nxt is not None:
+            self.only_source += 1
+            self._example('only_in_source', nxt[0])
+            nxt = next(self._source, None)
+        self._next = None
+        return self
+
+    @property
+    def identical(self):
+        return not (self.different or self.only_source or self.only_target)
+
+    def summary(self):
+        return {'matching_rows': self.matched, 'different_rows': self.different, 'only_in_source': self.only_source,
+                'only_in_target': self.only_target, 'examples': dict((k, v) for k, v in self.examples.items() if v)}
+
+
+def _differing_columns(columns, source_line, target_line):
+    if not columns or source_line is None or target_line is None:
+        return None
+    left, right = source_line.split('\t'), target_line.split('\t')
+    return [name for name, a, b in zip(columns, left, right) if a != b]
+
+
+class MultisetComparison(object):
+    """Order-free comparison for tables without a sortable key: count and sum of row checksums."""
+
+    def __init__(self):
+        self.source_rows = self.target_rows = 0
+        self.source_sum = self.target_sum = 0
+
+    def add_source(self, digest):
+        self.source_rows += 1
+        self.source_sum = (self.source_sum + int(digest, 16)) % (1 << 128)
+
+    def target(self, key, digest, line=None):
+        self.target_rows += 1
+        self.target_sum = (self.target_sum + int(digest, 16)) % (1 << 128)
+
+    def finish(self):
+        return self
+
+    @property
+    def identical(self):
+        return self.source_rows == self.target_rows and self.source_sum == self.target_sum
+
+    def summary(self):
+        return {'source_rows': self.source_rows, 'target_rows': self.target_rows,
+                'checksum_sum_match': self.source_sum == self.target_sum, 'compared_as': 'multiset (no sortable key)'}
+
+
+class TargetSink(object):
+    """File-like object for ``COPY (...) TO STDOUT``: feeds each target row to a comparison."""
+
+    def __init__(self, comparison, spec, keep_lines=False):
+        self.comparison = comparison
+        self.rows = 0
+        self.keep_lines = keep_lines
+        idx = [spec.index_of(name) for name in spec.pk]
+        self._int_first = idx == [0] and spec.key_kinds()[0] in ('integer', 'bigint', 'smallint')
+        self._idx = idx
+        self._key_fn = key_function(spec.key_kinds()) if spec.pk else None
+
+    def write(self, data):
+        if not isinstance(data, bytes):
+            data = data.encode('utf-8')
+        line = data[:-1] if data.endswith(b'\n') else data
+        self.rows += 1
+        digest = hashlib.md5(line).hexdigest()
+        if self._int_first:
+            cut = line.find(b'\t')
+            key = int(line if cut < 0 else line[:cut])
+            text = line.decode('utf-8') if self.keep_lines else None
+        elif self._key_fn is not None:
+            text = line.decode('utf-8')
+            fields = text.split('\t')
+            key = self._key_fn([fields[i] for i in self._idx])
+        else:
+            key, text = None, None
+        self.comparison.target(key, digest, text)
+
+
+def spill_source(spill, spec):
+    """(key, md5) pairs read back from a spill file, in the order they were written."""
+    spill.seek(0)
+    kinds = spec.key_kinds()
+    if len(kinds) == 1 and kinds[0] in ('integer', 'bigint', 'smallint'):
+        for record in spill:
+            yield int(record[33:]), record[:32]
+        return
+    key_fn = key_function(kinds)
+    for record in spill:
+        digest, _tab, key_text = record.rstrip('\n').partition('\t')
+        yield key_fn(key_text.split('\t')), digest
+
+
+def target_copy_sql(schema, spec):
+    cols = ', '.join(quote_ident(col.name) for col in spec.columns)
+    sql = 'SELECT %s FROM %s' % (cols, qualified(schema, spec.name))
+    if spec.pk:
+        sql += ' ORDER BY ' + ', '.join(quote_ident(name) + (' COLLATE "C"' if kind == 'text' else '')
+                                        for name, kind in zip(spec.pk, spec.key_kinds()))
+    return 'COPY (%s) TO STDOUT' % sql
+
+
+def stream_target(cur, schema, spec, comparison, keep_lines=False):
+    sink = TargetSink(comparison, spec, keep_lines)
+    cur.copy_expert(target_copy_sql(schema, spec), sink, size=CHUNK_BYTES)
+    comparison.finish()
+    return sink.rows

@@ -1,0 +1,183 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Reading the SQLite source: a read-only consistent snapshot and a verified backup.
+
+The source is opened with a ``file:...?mode=ro`` URI and one deferred read transaction is
+held for the whole run, so every query sees the same snapshot even while the app keeps
+writing.  Text comes back as bytes so that invalid UTF-8 is reported per value instead of
+aborting the whole query.  The backup uses SQLite's online backup API (never a byte copy of
+a file that may be mid-write) and is verified with ``PRAGMA integrity_check``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import hashlib
+import os
+import sqlite3
+import tempfile
+
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover - Python 2 is not supported, kept for the sanity import test
+    from urllib import quote
+
+FETCH_ROWS = 2000
+
+
+class SourceError(Exception):
+    """The source cannot be opened, read or backed up."""
+
+
+def open_snapshot(path):
+    """Open ``path`` read-only and start the read transaction that pins the snapshot."""
+    if not os.path.isfile(path):
+        raise SourceError('source %s does not exist or is not a file' % path)
+    uri = 'file:%s?mode=ro' % quote(os.path.abspath(path))
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.text_factory = bytes
+        conn.execute('BEGIN DEFERRED')
+        # The first read takes the snapshot (and fails here if the file is not a database).
+        conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
+    except sqlite3.Error as exc:
+        raise SourceError('cannot open %s as a SQLite database: %s' % (path, exc))
+    return conn
+
+
+def close_snapshot(conn):
+    """End the read transaction and close the connection."""
+    try:
+        conn.execute('COMMIT')
+    except sqlite3.Error:
+        pass
+    conn.close()
+
+
+def stream(conn, sql, params=()):
+    """Yield the rows of ``sql`` in batches, never holding the whole result."""
+    cursor = conn.execute(sql, params)
+    try:
+        while True:
+            batch = cursor.fetchmany(FETCH_ROWS)
+            if not batch:
+                return
+            yield from batch
+    finally:
+        cursor.close()
+
+
+def _text(value):
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else value
+
+
+def tables(conn):
+    """User tables of the source, in name order (internal sqlite_* tables excluded)."""
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                        "ORDER BY name").fetchall()
+    return [_text(row[0]) for row in rows]
+
+
+def table_columns(conn, table):
+    """PRAGMA table_info rows as dicts: name, type, notnull, default, pk (position, 0 if not)."""
+    rows = conn.execute('PRAGMA table_info("%s")' % table.replace('"', '""')).fetchall()
+    return [{'name': _text(r[1]), 'type': _text(r[2]) or '', 'notnull': bool(r[3]), 'default': _text(r[4]), 'pk': r[5]}
+            for r in rows]
+
+
+def source_columns(conn):
+    """Map of every table to its column names."""
+    return dict((name, [col['name'] for col in table_columns(conn, name)]) for name in tables(conn))
+
+
+def table_sql(conn, table):
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    return _text(row[0]) if row else ''
+
+
+def indexes(conn, table):
+    """Indexes of ``table``: name, unique, origin ('c' CREATE INDEX, 'u' UNIQUE, 'pk'), partial, columns, sql."""
+    result = []
+    quoted = table.replace('"', '""')
+    for row in conn.execute('PRAGMA index_list("%s")' % quoted).fetchall():
+        name = _text(row[1])
+        info = conn.execute('PRAGMA index_xinfo("%s")' % name.replace('"', '""')).fetchall()
+        cols = [{'name': _text(r[2]), 'desc': bool(r[3]), 'collation': _text(r[4])} for r in info if r[5]]
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchone()
+        result.append({'name': name, 'unique': bool(row[2]), 'origin': _text(row[3]), 'partial': bool(row[4]),
+                       'columns': cols, 'expression': any(r[1] == -2 for r in info if r[5]),
+                       'sql': _text(sql[0]) if sql and sql[0] else None})
+    return result
+
+
+def foreign_keys(conn, table):
+    """Foreign keys of ``table``: id, columns, parent, parent_columns (None = parent PK), on_delete, on_update."""
+    grouped = {}
+    for row in conn.execute('PRAGMA foreign_key_list("%s")' % table.replace('"', '""')).fetchall():
+        fk = grouped.setdefault(row[0], {'id': row[0], 'parent': _text(row[2]), 'columns': [], 'parent_columns': [],
+                                         'on_update': _text(row[5]), 'on_delete': _text(row[6])})
+        fk['columns'].append(_text(row[3]))
+        fk['parent_columns'].append(_text(row[4]))
+    return [grouped[key] for key in sorted(grouped)]
+
+
+def duplicate_values(conn, table, expressions):
+    """Raw value tuples that occur more than once in ``expressions`` (SQLite does the grouping)."""
+    select = ', '.join(expressions)
+    sql = 'SELECT %s FROM "%s" GROUP BY %s HAVING count(*) > 1' % (select, table.replace('"', '""'), select)
+    return set(tuple(row) for row in conn.execute(sql))
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def integrity_check(path):
+    """(PRAGMA integrity_check messages, number of tables) of the database file at ``path``."""
+    conn = sqlite3.connect(path)
+    try:
+        verdict = [_text(row[0]) for row in conn.execute('PRAGMA integrity_check').fetchall()]
+        tables_count = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+    finally:
+        conn.close()
+    return verdict, tables_count
+
+
+def verified_backup(conn, dest):
+    """Copy the snapshot to ``dest`` with the backup API and verify it; return a result dict.
+
+    The copy is written next to ``dest`` first and checked with ``PRAGMA integrity_check``;
+    it replaces ``dest`` only when it differs, so a re-run with unchanged data changes nothing.
+    """
+    directory = os.path.dirname(os.path.abspath(dest)) or '.'
+    if not os.path.isdir(directory):
+        raise SourceError('backup directory %s does not exist' % directory)
+    handle, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.tmp', dir=directory)
+    os.close(handle)
+    try:
+        target = sqlite3.connect(tmp)
+        try:
+            conn.backup(target)
+        finally:
+            target.close()
+        verdict, tables_count = integrity_check(tmp)
+        if verdict != ['ok']:
+            raise SourceError('backup %s failed PRAGMA integrity_check: %s' % (dest, '; '.join(verdict[:5])))
+        checksum = _sha256(tmp)
+        changed = not (os.path.exists(dest) and _sha256(dest) == checksum)
+        if changed:
+            os.rename(tmp, dest)
+        result = {'path': dest, 'integrity_check': 'ok', 'sha256': checksum, 'tables': tables_count,
+                  'bytes': os.path.getsize(dest), 'changed': changed}
+    except sqlite3.Error as exc:
+        raise SourceError('backup to %s failed: %s' % (dest, exc))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return result

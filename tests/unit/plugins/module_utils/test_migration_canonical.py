@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Conversion rules and the canonical form (plugins/module_utils/migration_canonical.py).
+
+The pure tests pin each rule; the ``postgresql_server`` tests prove that the Python canonical
+text is byte for byte what PostgreSQL itself prints (COPY TO) for the converted values, which
+is what makes the per-row checksums of both sides comparable.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import datetime
+import decimal
+import hashlib
+import io
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_canonical as canon
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import Problem
+
+
+def problem_class(func, *args):
+    with pytest.raises(Problem) as info:
+        func(*args)
+    return info.value.cls
+
+
+# ---------------------------------------------------------------------------
+# COPY text escaping and the checksum
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('text, escaped', [
+    ('plain', 'plain'),
+    ('tab\there', 'tab\\there'),
+    ('new\nline', 'new\\nline'),
+    ('cr\rlf', 'cr\\rlf'),
+    ('back\\slash', 'back\\\\slash'),
+    ('\b\f\v', '\\b\\f\\v'),
+    ('\x01 stays raw', '\x01 stays raw'),
+    ('ünï ✓ 数据 👩\u200d💻', 'ünï ✓ 数据 👩\u200d💻'),
+])
+def test_copy_escape_matches_copy_to(text, escaped):
+    assert canon.copy_escape(text) == escaped
+    assert canon.copy_unescape(escaped) == text
+
+
+def test_copy_unescape_null():
+    assert canon.copy_unescape('\\N') is None
+
+
+def test_row_checksum_is_md5_of_utf8_line():
+    line = '1\tünï\t\\N'
+    assert canon.row_checksum(line) == hashlib.md5(line.encode('utf-8')).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Text
+# ---------------------------------------------------------------------------
+
+def test_decode_text_accepts_utf8_bytes_and_numbers():
+    assert canon.decode_text('café ✓'.encode('utf-8')) == 'café ✓'
+    assert canon.decode_text(12) == '12'
+    assert canon.decode_text(1.5) == '1.5'
+
+
+def test_decode_text_rejects_invalid_utf8():
+    assert problem_class(canon.decode_text, b'Hello \xff world') == 'utf8'
+
+
+def test_decode_text_rejects_nul():
+    assert problem_class(canon.decode_text, 'before\x00after') == 'nul'
+    assert problem_class(canon.decode_text, b'before\x00after') == 'nul'
+
+
+def test_excerpt_is_short_and_printable():
+    assert canon.excerpt('x' * 100).endswith('...')
+    assert len(canon.excerpt('x' * 100)) == canon.EXCERPT_CHARS + 3
+    assert canon.excerpt(b'bad \xff') == 'bad \\xff'
+    assert canon.excerpt('a\x00b') == 'a\\x00b'
+    assert canon.excerpt(None) is None
+
+
+# ---------------------------------------------------------------------------
+# Numbers
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('value, text', [
+    (0.0, '0'), (-0.0, '-0'), (1.0, '1'), (1.5, '1.5'), (0.1 + 0.2, '0.30000000000000004'),
+    (100000000000000.0, '100000000000000'), (1e15, '1e+15'), (1234567890123456.0, '1.234567890123456e+15'),
+    (1e22, '1e+22'), (1e-05, '1e-05'), (0.0001, '0.0001'), (1.5e-05, '1.5e-05'), (-2.5e300, '-2.5e+300'),
+    (float('inf'), 'Infinity'), (float('-inf'), '-Infinity'), (float('nan'), 'NaN'),
+    # PostgreSQL excludes the rounding interval's bounds that Python's repr() may use
+    (7e22, '7.0000000000000004e+22'), (1e23, '9.999999999999999e+22'), (6.396239876731322e+16, '6.3962398767313216e+16'),
+    (2.0 ** 53, '9.007199254740992e+15'), (1.7976931348623157e308, '1.7976931348623157e+308'),
+])
+def test_float8_text_is_postgresql_output(value, text):
+    assert canon.float8_text(value) == text
+
+
+@pytest.mark.parametrize('value, scale, text', [
+    ('87.5', 2, '87.50'), ('33.335', 2, '33.34'), ('-0.005', 2, '-0.01'), ('-0.004', 2, '0.00'), ('100', 2, '100.00'),
+    ('1.50', None, '1.50'), ('1e2', None, '100'), ('1.5e1', None, '15'), ('1E-3', None, '0.001'), ('-0.0', None, '0.0'),
+    ('0e5', None, '0'),
+])
+def test_numeric_text_rounds_half_away_from_zero_and_keeps_scale(value, scale, text):
+    assert canon.numeric_text(decimal.Decimal(value), scale) == text
+
+
+def test_to_decimal_uses_shortest_float_repr():
+    assert canon.to_decimal(0.1) == decimal.Decimal('0.1')
+    assert canon.to_decimal(b'12.50') == decimal.Decimal('12.50')
+    assert canon.to_decimal('abc') is None
+    assert canon.to_decimal(True) is None
+    assert canon.to_decimal(float('nan')) is None
+
+
+def test_to_integer_rules():
+    assert canon.to_integer(5, 0, 10) == 5
+    assert canon.to_integer(5.0, 0, 10) == 5
+    assert canon.to_integer(b'7', 0, 10) == 7
+    assert problem_class(canon.to_integer, 5.5, 0, 10) == 'type'
+    assert problem_class(canon.to_integer, b'fast', 0, 10) == 'type'
+    assert problem_class(canon.to_integer, 11, 0, 10) == 'type'
+
+
+# ---------------------------------------------------------------------------
+# Timestamps: every accepted form -> UTC, microseconds kept
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('value, text', [
+    # SQLite CURRENT_TIMESTAMP text (UTC)
+    ('2024-01-02 03:04:05', '2024-01-02 03:04:05+00'),
+    (b'2024-01-02 03:04:05', '2024-01-02 03:04:05+00'),
+    # ISO-8601 with fraction and zones
+    ('2024-01-02T03:04:05.123Z', '2024-01-02 03:04:05.123+00'),
+    ('2024-01-02T03:04:05.120Z', '2024-01-02 03:04:05.12+00'),
+    ('2024-01-02T03:04:05.000Z', '2024-01-02 03:04:05+00'),
+    ('2024-01-02T03:04:05.123+02:00', '2024-01-02 01:04:05.123+00'),
+    ('2024-01-02T03:04:05-05:30', '2024-01-02 08:34:05+00'),
+    ('2024-01-02 03:04:05+0100', '2024-01-02 02:04:05+00'),
+    ('2024-01-02T03:04:05+01', '2024-01-02 02:04:05+00'),
+    ('2024-01-02 03:04:05 UTC', '2024-01-02 03:04:05+00'),
+    ('2024-01-02T03:04:05.123456Z', '2024-01-02 03:04:05.123456+00'),
+    ('2024-01-02T03:04:05.1234567Z', '2024-01-02 03:04:05.123457+00'),
+    ('2024-01-02 03:04', '2024-01-02 03:04:00+00'),
+    ('2024-01-02', '2024-01-02 00:00:00+00'),
+    ('2024-01-01T00:30:00+01:00', '2023-12-31 23:30:00+00'),
+    # epoch seconds (integer, real, text) and epoch milliseconds
+    (1704164645, '2024-01-02 03:04:05+00'),
+    (1704164645.123, '2024-01-02 03:04:05.123+00'),
+    ('1704164645', '2024-01-02 03:04:05+00'),
+    (1704164645123, '2024-01-02 03:04:05.123+00'),
+    (b'1704164645123', '2024-01-02 03:04:05.123+00'),
+    (0, '1970-01-01 00:00:00+00'),
+    (-86400, '1969-12-31 00:00:00+00'),
+    (99999999999, '5138-11-16 09:46:39+00'),
+    (100000000000, '1973-03-03 09:46:40+00'),
+])
+def test_timestamp_forms(value, text):
+    assert canon.timestamp_text(value) == text
+
+
+@pytest.mark.parametrize('value', [
+    'yesterday', '2024-02-30 10:00:00', '2024-13-01 00:00:00', '2024-01-01 24:00:00', '2024-01-01 23:60:00',
+    '2024-01-01 23:59:60', '2024-01-02T03:04:05+25:00', '2024-01-02T03:04:05.123+02:61', '01/02/2024',
+    float('inf'), float('nan'), 10 ** 20, True, b'2024-01-01T00:00:00.000+99:00',
+])
+def test_timestamp_rejects(value):
+    assert problem_class(canon.timestamp_text, value) == 'timestamp'
+
+
+def test_timestamp_rejects_nul_and_bad_utf8():
+    assert problem_class(canon.timestamp_text, 'x\x002024') == 'nul'
+    assert problem_class(canon.timestamp_text, b'\xff2024') == 'utf8'
+
+
+def test_epoch_threshold_is_documented_value():
+    assert canon.EPOCH_MS_THRESHOLD == 100000000000
+
+
+def test_date_text():
+    assert canon.date_text('2024-01-02') == '2024-01-02'
+    assert canon.date_text('2024-01-02 00:00:00') == '2024-01-02'
+    assert problem_class(canon.date_text, '2024-01-02 10:00:00') == 'timestamp'
+
+
+# ---------------------------------------------------------------------------
+# JSON: PostgreSQL jsonb output
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('source, text', [
+    ('[]', '[]'), ('{}', '{}'), ('[1,2,3]', '[1, 2, 3]'),
+    ('{"b":1,"aa":2,"a":3}', '{"a": 3, "b": 1, "aa": 2}'),
+    ('{"ä":1,"aa":2,"z":3}', '{"z": 3, "aa": 2, "ä": 1}'),
+    ('{"a":1,"a":2}', '{"a": 2}'),
+    ('[1.50, 1e2, -0.0, 1E-3, 0e5, -0, 12345678901234567890]', '[1.50, 100, 0.0, 0.001, 0, 0, 12345678901234567890]'),
+    ('["x\\u0001y\\"z\\\\/é", "\\u00e9", "\\ud83d\\ude80", "tab\\t"]', '["x\\u0001y\\"z\\\\/é", "é", "🚀", "tab\\t"]'),
+    ('  {"nested": {"k": [true, false, null]}}  ', '{"nested": {"k": [true, false, null]}}'),
+])
+def test_jsonb_text_is_postgresql_output(source, text):
+    assert canon.jsonb_text(source) == text
+
+
+@pytest.mark.parametrize('source', [
+    '[unclosed', '', '   ', 'NaN', '[Infinity]', '{"a":1,}', "{'a':1}", '["\\u0000"]', '["\\ud800"]', '[1e1001]', '01',
+])
+def test_jsonb_text_rejects(source):
+    assert problem_class(canon.jsonb_text, source) == 'json'
+
+
+def test_jsonb_shapes():
+    assert canon.jsonb_text('[1]', canon.JSON_ARRAY) == '[1]'
+    assert problem_class(canon.jsonb_text, '{}', canon.JSON_ARRAY) == 'json'
+    assert problem_class(canon.jsonb_text, '[]', canon.JSON_OBJECT) == 'json'
+
+
+# ---------------------------------------------------------------------------
+# Against the real PostgreSQL: the Python canonical form is what COPY TO prints
+# ---------------------------------------------------------------------------
+
+COLUMNS = 'id integer, t text, i bigint, f double precision, ts timestamptz, j jsonb, b boolean, n numeric(12,2)'
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10 ** 20, 10 ** 20)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=None, min_value=-10 ** 12, max_value=10 ** 12)
+    | st.text(st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00')),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.text(st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00'), max_size=8), children, max_size=4),
+    max_leaves=10)
+safe_text = st.text(st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00'), max_size=40)
+timestamps = st.one_of(
+    st.datetimes(min_value=datetime.datetime(1, 1, 2), max_value=datetime.datetime(9999, 12, 30)).map(
+        lambda d: d.isoformat(' ')[:19]),
+    st.integers(-62135596800 + 86400, 99999999999),
+    st.integers(100000000000, 253402214400000),
+    st.datetimes(min_value=datetime.datetime(1, 1, 2), max_value=datetime.datetime(9999, 12, 30)).map(
+        lambda d: d.isoformat() + 'Z'),
+)
+
+
+def _dump(value):
+    """JSON text that keeps Decimal digits exactly (json.dumps would turn them into floats)."""
+    import json
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return '[' + ','.join(_dump(v) for v in value) + ']'
+    if isinstance(value, dict):
+        return '{' + ','.join('%s:%s' % (json.dumps(k), _dump(v)) for k, v in value.items()) + '}'
+    return json.dumps(value)
+
+
+def _canonical_row(row):
+    from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import column, make_converter, resolve_policies
+    policies = resolve_policies(None)
+    cols = [column('id', 'integer'), column('t', 'text'), column('i', 'bigint'), column('f', 'float8'),
+            column('ts', 'timestamptz'), column('j', 'jsonb'), column('b', 'boolean'), column('n', 'numeric', scale=2)]
+    return '\t'.join(make_converter(col, policies)[2](value) for col, value in zip(cols, row))
+
+
+@pytest.fixture(scope='module')
+def scratch_db(postgresql_server):
+    name = postgresql_server.create_database('canon')
+    yield name
+    postgresql_server.drop_database(name)
+
+
+def _round_trip(server, db, lines):
+    """COPY ``lines`` into a temporary table and return what COPY TO prints back, in id order."""
+    conn = server.connect(db)
+    try:
+        cur = conn.cursor()
+        cur.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1")
+        cur.execute('CREATE TEMP TABLE rt (%s)' % COLUMNS)
+        cur.copy_expert('COPY rt FROM STDIN', io.BytesIO(('\n'.join(lines) + '\n').encode('utf-8')))
+        out = io.BytesIO()
+        cur.copy_expert('COPY (SELECT * FROM rt ORDER BY id) TO STDOUT', out)
+        cur.execute('DROP TABLE rt')
+        return out.getvalue().decode('utf-8').split('\n')[:-1]
+    finally:
+        conn.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(st.tuples(
+    safe_text | st.none(),
+    st.integers(-2 ** 63, 2 ** 63 - 1) | st.none(),
+    st.floats(allow_nan=True, allow_infinity=True) | st.none(),
+    timestamps | st.none(),
+    json_values | st.none(),
+    st.sampled_from([0, 1]) | st.none(),
+    st.decimals(min_value=-9999999999, max_value=9999999999, places=3, allow_nan=False) | st.none(),
+), min_size=1, max_size=20))
+def test_random_rows_round_trip_with_equal_checksums(postgresql_server, scratch_db, rows):
+    source_rows = []
+    for i, (text, integer, real, moment, value, flag, number) in enumerate(rows):
+        json_text = None if value is None else _dump(value)
+        source_rows.append((i, text.encode('utf-8') if text is not None else None, integer, real, moment, json_text, flag,
+                            None if number is None else float(number) if i % 2 else str(number)))
+    lines = [_canonical_row(row) for row in source_rows]
+    printed = _round_trip(postgresql_server, scratch_db, lines)
+    assert printed == lines
+    assert [canon.row_checksum(line) for line in printed] == [canon.row_checksum(line) for line in lines]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_float8_text_parses_back_exactly(value):
+    text = canon.float8_text(value)
+    assert float(text) == value or (math.isnan(value))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.floats(allow_nan=False) | st.floats(min_value=2.0 ** 50, max_value=2.0 ** 80), min_size=1, max_size=50))
+def test_float8_text_is_what_postgresql_prints(postgresql_server, scratch_db, values):
+    conn = postgresql_server.connect(scratch_db)
+    try:
+        cur = conn.cursor()
+        cur.execute('SET extra_float_digits = 1')
+        cur.execute('SELECT v::text FROM unnest(%s::float8[]) WITH ORDINALITY AS u(v, n) ORDER BY n',
+                    ([canon.float8_text(v) for v in values],))
+        assert [row[0] for row in cur.fetchall()] == [canon.float8_text(v) for v in values]
+    finally:
+        conn.close()

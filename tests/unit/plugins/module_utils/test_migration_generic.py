@@ -1,0 +1,233 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Generic mode (migration_generic.py): the type mapping, casts, and real files end to end.
+
+Chinook (../shared/data/Chinook_Sqlite.sqlite, written by others) is read where it is, never
+copied into the project.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import sqlite3
+
+import pytest
+
+from conftest import REPO
+from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load, sqlite_source
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import (
+    format_type, generic_tables, map_type, parse_cast,
+)
+
+CHINOOK = REPO.parent / 'shared' / 'data' / 'Chinook_Sqlite.sqlite'
+needs_chinook = pytest.mark.skipif(not CHINOOK.is_file(), reason='Chinook sample not found at %s' % CHINOOK)
+
+
+@pytest.mark.parametrize('declared, kind, pg_type', [
+    ('INTEGER', 'bigint', 'bigint'), ('int', 'bigint', 'bigint'), ('BIGINT', 'bigint', 'bigint'),
+    ('UNSIGNED BIG INT', 'bigint', 'bigint'), ('NVARCHAR(160)', 'text', 'character varying(160)'),
+    ('VARCHAR ( 20 )', 'text', 'character varying(20)'), ('CHARACTER(20)', 'text', 'character varying(20)'),
+    ('TEXT', 'text', 'text'), ('CLOB', 'text', 'text'), ('VARCHAR', 'text', 'text'), ('BLOB', 'bytea', 'bytea'),
+    ('REAL', 'float8', 'double precision'), ('DOUBLE PRECISION', 'float8', 'double precision'),
+    ('FLOAT', 'float8', 'double precision'), ('BOOLEAN', 'boolean', 'boolean'),
+    ('DATETIME', 'timestamptz', 'timestamp with time zone'), ('TIMESTAMP', 'timestamptz', 'timestamp with time zone'),
+    ('DATE', 'date', 'date'), ('JSON', 'jsonb', 'jsonb'), ('NUMERIC(10,2)', 'numeric', 'numeric(10,2)'),
+    ('DECIMAL(5)', 'numeric', 'numeric(5,0)'), ('NUMERIC', 'numeric', 'numeric'), ('', 'text', 'text'),
+    ('UUID', 'text', 'text'),
+])
+def test_type_mapping(declared, kind, pg_type):
+    mapped = map_type(declared)
+    assert mapped[:2] == (kind, pg_type)
+
+
+@pytest.mark.parametrize('cast, kind, pg_type', [
+    ('numeric(12,2)', 'numeric', 'numeric(12,2)'), ('varchar(10)', 'text', 'character varying(10)'),
+    ('INTEGER', 'integer', 'integer'), ('double precision', 'float8', 'double precision'),
+    ('timestamptz', 'timestamptz', 'timestamp with time zone'), ('jsonb', 'jsonb', 'jsonb'),
+])
+def test_casts(cast, kind, pg_type):
+    assert parse_cast(cast)[:2] == (kind, pg_type)
+
+
+def test_unsupported_cast_is_refused():
+    with pytest.raises(MigrationError, match='unsupported PostgreSQL type'):
+        parse_cast('money')
+
+
+def test_format_type():
+    assert format_type('text') == 'text'
+    assert format_type('numeric', precision=10, scale=2) == 'numeric(10,2)'
+
+
+# ---------------------------------------------------------------------------
+# Chinook, end to end
+# ---------------------------------------------------------------------------
+
+def _sqlite_facts(path):
+    conn = sqlite3.connect('file:%s?mode=ro' % path, uri=True)
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        facts = {'tables': {}, 'fks': set(), 'indexes': set(), 'pks': {}}
+        for table in tables:
+            facts['tables'][table] = conn.execute('SELECT count(*) FROM "%s"' % table).fetchone()[0]
+            facts['pks'][table] = [r[1] for r in sorted(conn.execute('PRAGMA table_info("%s")' % table), key=lambda r: r[5]) if r[5]]
+            for fk in conn.execute('PRAGMA foreign_key_list("%s")' % table):
+                facts['fks'].add((table, fk[3], fk[2], fk[4]))
+            for index in conn.execute('PRAGMA index_list("%s")' % table):
+                if index[3] == 'c':
+                    facts['indexes'].add(index[1])
+        return facts
+    finally:
+        conn.close()
+
+
+def _pg_facts(server, db, schema):
+    tables = dict(server.query(
+        db, "SELECT c.relname, c.reltuples FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'", (schema,)))
+    counts = dict((t, server.query(db, 'SELECT count(*) FROM "%s"."%s"' % (schema, t))[0][0]) for t in tables)
+    fks = set(server.query(db, '''
+        SELECT cl.relname, a.attname, pcl.relname, pa.attname
+        FROM pg_constraint c
+        JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+        JOIN pg_class pcl ON pcl.oid = c.confrelid
+        JOIN LATERAL unnest(c.conkey, c.confkey) AS k(col, pcol) ON true
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.col
+        JOIN pg_attribute pa ON pa.attrelid = c.confrelid AND pa.attnum = k.pcol
+        WHERE c.contype = 'f' AND n.nspname = %s''', (schema,)))
+    pk_sql = '''
+        SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+        WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)'''
+    pks = dict((t, [r[0] for r in server.query(db, pk_sql, ('"%s"."%s"' % (schema, t),))]) for t in tables)
+    indexes = set(r[0] for r in server.query(db, 'SELECT indexname FROM pg_indexes WHERE schemaname = %s', (schema,)))
+    return {'tables': counts, 'fks': fks, 'pks': pks, 'indexes': indexes}
+
+
+@needs_chinook
+def test_chinook_round_trip(postgresql_server, empty_db):
+    params = dict(postgresql_server.params(empty_db), src=str(CHINOOK), mode='generic', target_schema='chinook')
+    result = migration_load.run(params)
+    assert result['changed'] and result['action'] == 'load'
+    assert result['validation'] == dict(result['validation'], counts_match=True, checksums_match=True, fk_orphans=0)
+    source, target = _sqlite_facts(str(CHINOOK)), _pg_facts(postgresql_server, empty_db, 'chinook')
+    assert target['tables'] == source['tables']
+    assert target['pks'] == source['pks']
+    assert target['fks'] == source['fks']
+    assert source['indexes'] <= target['indexes']
+    assert all(info['checksum_match'] for info in result['tables'].values())
+    # identity moved past max(id)
+    new_id = postgresql_server.query(empty_db, 'INSERT INTO chinook."Genre" ("Name") VALUES (%s) RETURNING "GenreId"', ('x',))
+    assert new_id[0][0] == source['tables']['Genre'] + 1
+    postgresql_server.query(empty_db, 'DELETE FROM chinook."Genre" WHERE "GenreId" = %s', (new_id[0][0],))
+    # a re-run finds identical data
+    again = migration_load.run(params)
+    assert again['changed'] is False and again['action'] == 'none'
+
+
+@needs_chinook
+def test_chinook_with_casts_and_check_mode(postgresql_server, empty_db):
+    params = dict(postgresql_server.params(empty_db), src=str(CHINOOK), mode='generic', target_schema='music',
+                  casts={'Invoice.Total': 'numeric(12,2)', 'Track.Name': 'text', 'Track.Milliseconds': 'integer'})
+    dry = migration_load.run(params, check_mode=True)
+    assert dry['validation']['checksums_match']
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'music'")[0][0] == 0
+    migration_load.run(params)
+    types = dict(postgresql_server.query(empty_db, "SELECT table_name || '.' || column_name, data_type FROM "
+                                                   "information_schema.columns WHERE table_schema = 'music'"))
+    assert types['Invoice.Total'] == 'numeric' and types['Track.Name'] == 'text' and types['Track.Milliseconds'] == 'integer'
+
+
+def test_unknown_cast_column_is_refused(tmp_path):
+    path = str(tmp_path / 'x.sqlite')
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)')
+    conn.close()
+    src = sqlite_source.open_snapshot(path)
+    try:
+        with pytest.raises(MigrationError, match='no such source column'):
+            generic_tables(src, 'public', {'a.nope': 'text'})
+    finally:
+        sqlite_source.close_snapshot(src)
+
+
+# ---------------------------------------------------------------------------
+# A schema with every feature the mapping handles
+# ---------------------------------------------------------------------------
+
+FEATURES = '''
+CREATE TABLE owner (code TEXT PRIMARY KEY, label VARCHAR(5) NOT NULL DEFAULT 'x', active BOOLEAN DEFAULT 1, born DATE,
+                    doc JSON, photo BLOB, score NUMERIC(6,2) DEFAULT 0, seen DATETIME DEFAULT CURRENT_TIMESTAMP,
+                    weird DEFAULT (random()), UNIQUE (label, born));
+CREATE TABLE item (id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT REFERENCES owner(code) ON DELETE CASCADE,
+                   parent INTEGER REFERENCES item(id) ON DELETE SET NULL, qty INTEGER NOT NULL, price REAL);
+CREATE INDEX item_qty_desc ON item (qty DESC);
+CREATE INDEX item_big ON item (price) WHERE qty > 10;
+CREATE UNIQUE INDEX item_owner_parent ON item (owner, parent);
+CREATE TABLE log (at DATETIME, message TEXT);
+'''
+
+
+def _features(path, extra=None):
+    conn = sqlite3.connect(path)
+    conn.executescript(FEATURES)
+    conn.executemany('INSERT INTO owner VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+        ('b-ü', 'short', 1, '2020-01-02', '{"k": [1, 2.50]}', b'\x00\xff', 12.5, '2024-01-01 10:00:00', 1),
+        ('a\tb', 'x', None, None, None, None, 0, 1704164645123, 'any'),
+    ])
+    conn.executemany('INSERT INTO item VALUES (?, ?, ?, ?, ?)', [
+        (1, 'a\tb', None, 5, 1.5), (2, 'b-ü', 1, 20, None), (3, 'b-ü', 2, 30, 7e22), (5, None, 3, 1, -0.0)])
+    conn.executemany('INSERT INTO log VALUES (?, ?)', [('2024-01-01T00:00:00Z', 'x'), (None, 'x'), (None, 'x')])
+    for sql in extra or ():
+        conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def test_generic_features_round_trip(postgresql_server, empty_db, tmp_path):
+    path = str(tmp_path / 'features.sqlite')
+    _features(path)
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='feat')
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match'] and result['validation']['counts_match']
+    assert result['mapping_warnings'] == ['owner.weird: default random() is not a literal and was not recreated']
+    indexes = dict(postgresql_server.query(empty_db, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'feat'"))
+    assert 'DESC' in indexes['item_qty_desc']
+    assert 'WHERE (qty > 10)' in indexes['item_big']
+    assert indexes['item_owner_parent'].startswith('CREATE UNIQUE INDEX')
+    assert 'owner_label_born_key' in indexes and 'owner_pkey' in indexes
+    defaults = dict(postgresql_server.query(empty_db, "SELECT column_name, column_default FROM information_schema.columns "
+                                                      "WHERE table_schema = 'feat' AND table_name = 'owner'"))
+    assert defaults['label'].startswith("'x'") and defaults['weird'] is None
+    assert migration_load.run(params)['changed'] is False
+
+
+def test_generic_problem_rolls_back_everything(postgresql_server, empty_db, tmp_path):
+    path = str(tmp_path / 'features.sqlite')
+    _features(path, ["INSERT INTO owner (code, label) VALUES ('c', 'too long for five')"])
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='feat')
+    with pytest.raises(MigrationError) as raised:
+        migration_load.run(params)
+    assert raised.value.details['problems'][0]['class'] == 'length'
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'feat'")[0][0] == 0
+
+
+def test_generic_rerun_with_different_data(postgresql_server, empty_db, tmp_path):
+    path = str(tmp_path / 'features.sqlite')
+    _features(path)
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='feat')
+    migration_load.run(params)
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO log VALUES ('2024-01-02', 'new')")
+    conn.execute('UPDATE item SET qty = 99 WHERE id = 5')
+    conn.commit()
+    conn.close()
+    with pytest.raises(MigrationError) as raised:
+        migration_load.run(params)
+    assert sorted(raised.value.details['differences']) == ['item', 'log']
+    assert raised.value.details['differences']['item']['examples']['different'] == [{'pk': 5, 'columns': ['qty']}]
+    result = migration_load.run(dict(params, on_conflict='replace'))
+    assert result['action'] == 'replace' and result['validation']['checksums_match']
+    assert postgresql_server.query(empty_db, 'SELECT qty FROM feat.item WHERE id = 5')[0][0] == 99
