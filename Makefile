@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 CACHE := $(CURDIR)/.cache
 STAMPS := $(CACHE)/stamps
-SCENARIOS ?= preflight default pgdg
+SCENARIOS ?= preflight default pgdg migration
 # postgresql-15: a throwaway server for the module's unit tests; pgloader: the migration benchmark's peer.
 APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns dpkg-dev apt-utils gnupg rsync shellcheck postgresql-15 pgloader
 

@@ -670,7 +670,8 @@ class _Migration(object):
         tick = time.time()
         if self.plan.mode == 'generic' and not self.existing:
             self._finish_generic(set(names))
-        self._set_identities()
+        if not self.check_mode:  # setval is not transactional: a dry run must not move sequences
+            self._set_identities()
         if self.params['analyze']:
             self._analyze()
         self.timings['finish_seconds'] = round(time.time() - tick, 3)
@@ -682,7 +683,7 @@ class _Migration(object):
         if not (validation['counts_match'] and validation['checksums_match'] and validation['fk_orphans'] == 0):
             raise MigrationError('validation failed after loading; rolled back, nothing was written',
                                  validation=validation, tables=tables, problems=source_pass.problems.items)
-        audit = self._audit(tables)
+        audit = False if self.check_mode else self._audit(tables)  # nextval of audit_log.id is not transactional
         after = _counts(self.cur, self.schema, names, set(names))
         result = self._result(source_pass, tables, validation, before, after, action, differences)
         result['audit_row'] = audit
