@@ -18,7 +18,7 @@ in its own process so that its peak RSS is its own (``os.wait4`` ``ru_maxrss``):
 
 1. ``module``: ``migration_load.run()``, the logic behind ``agent_ui.postgresql.sqlite_to_postgresql``
    (row checks, COPY in one transaction, identities, ANALYZE, per-row checksum validation, FK
-   orphan check), into the app schema of ``tests/support/app_schema.sql``.  Also run on the same
+   orphan check), into the app schema (the app_schema role's migrations).  Also run on the same
    database shape ten times smaller, to show whether its memory stays flat.
 2. ``pgloader``: the Debian package, SQLite -> PostgreSQL with its own schema creation.  Its
    SQLite timestamp cast rejects epoch seconds and milliseconds, so a small Lisp transform
@@ -58,7 +58,7 @@ import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR = os.path.join(ROOT, 'tests', 'support', 'app_sqlite.py')
-APP_SCHEMA_SQL = os.path.join(ROOT, 'tests', 'support', 'app_schema.sql')
+MIGRATIONS_DIR = os.path.join(ROOT, 'roles', 'app_schema', 'files', 'migrations')
 COLLECTIONS = os.path.join(ROOT, 'collections')
 VENV_PYTHON = os.path.join(ROOT, '.venv', 'bin', 'python')
 DEFAULT_CACHE = os.path.join(ROOT, '.cache', 'bench')
@@ -942,8 +942,9 @@ def benchmark(args):
         log('starting PostgreSQL in %s' % server.base)
         server.start()
         server.execute('postgres', 'CREATE DATABASE bench_app_template')
-        with open(APP_SCHEMA_SQL) as handle:
-            server.execute('bench_app_template', handle.read())
+        for name in sorted(n for n in os.listdir(MIGRATIONS_DIR) if n[0].isdigit() and n.endswith('.sql')):
+            with open(os.path.join(MIGRATIONS_DIR, name)) as handle:
+                server.execute('bench_app_template', handle.read())
         ctx = Context(args, server, workdir)
         profile_dir = None
         if args.profile:

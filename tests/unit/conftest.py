@@ -33,7 +33,8 @@ for _path in (REPO / 'collections', REPO / 'tests' / 'support'):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-APP_SCHEMA_SQL = REPO / 'tests' / 'support' / 'app_schema.sql'
+# The app schema is the app_schema role's own migrations, applied in order: one source of truth for the DDL.
+APP_SCHEMA_MIGRATIONS = sorted((REPO / 'roles' / 'app_schema' / 'files' / 'migrations').glob('[0-9]*.sql'))
 UNPRIVILEGED_USER = 'nobody'
 
 
@@ -147,11 +148,13 @@ def postgresql_server():
 
 @pytest.fixture(scope='session')
 def app_template(postgresql_server):
-    """A template database holding the app schema (tests/support/app_schema.sql)."""
+    """A template database holding the app schema (the app_schema role's migrations)."""
     name = postgresql_server.create_database('app_template')
     conn = postgresql_server.connect(name)
     try:
-        conn.cursor().execute(APP_SCHEMA_SQL.read_text())
+        for migration in APP_SCHEMA_MIGRATIONS:
+            conn.cursor().execute(migration.read_text())
+        conn.commit()
     finally:
         conn.close()
     return name

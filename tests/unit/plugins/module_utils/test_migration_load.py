@@ -4,7 +4,7 @@
 
 """Loading, validation, re-runs, check and diff mode against a throwaway PostgreSQL (migration_load.py).
 
-The target schema comes from tests/support/app_schema.sql (the contract's DDL); the source from
+The target schema comes from the app_schema role's migrations; the source from
 tests/support/app_sqlite.py.
 """
 
