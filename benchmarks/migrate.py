@@ -45,7 +45,6 @@ import importlib.util
 import json
 import os
 import platform
-import pwd
 import re
 import shutil
 import signal
@@ -60,6 +59,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATOR = os.path.join(ROOT, 'tests', 'support', 'app_sqlite.py')
 MIGRATIONS_DIR = os.path.join(ROOT, 'roles', 'app_schema', 'files', 'migrations')
 COLLECTIONS = os.path.join(ROOT, 'collections')
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'support'))
+from pg_server import ServerError, ThrowawayServer  # noqa: E402  pylint: disable=wrong-import-position
 VENV_PYTHON = os.path.join(ROOT, '.venv', 'bin', 'python')
 DEFAULT_CACHE = os.path.join(ROOT, '.cache', 'bench')
 DEFAULT_PG_BIN = '/usr/lib/postgresql/15/bin'
@@ -323,80 +324,15 @@ def ensure_csv(sqlite_path):
 # The throwaway server
 # ---------------------------------------------------------------------------
 
-class Server(object):
-    """A PostgreSQL cluster in a temporary directory, reachable only through its Unix socket."""
+class Server(ThrowawayServer):
+    """The benchmark's server (tests/support/pg_server.py) with its SERVER_SETTINGS, and two helpers of its own."""
 
     def __init__(self, bindir, run_user, port=5432):
-        self.bindir = bindir
-        self.port = port
-        self.user = 'postgres'
-        self.base = tempfile.mkdtemp(prefix='agent-ui-bench-')
-        os.chmod(self.base, 0o755)
-        self.socket_dir = self.base
-        self.data = os.path.join(self.base, 'data')
-        self.log = os.path.join(self.base, 'server.log')
-        self.started = False
-        self._as_user = []
-        if os.geteuid() == 0:
-            if not shutil.which('runuser'):
-                raise BenchError('running as root and runuser is missing: cannot start postgres as %s' % run_user)
-            entry = pwd.getpwnam(run_user)
-            os.chown(self.base, entry.pw_uid, entry.pw_gid)
-            self._as_user = ['runuser', '-u', run_user, '--']
+        super(Server, self).__init__(bindir, [s for s in SERVER_SETTINGS if s[0] != 'listen_addresses'], run_user=run_user,
+                                     port=port, prefix='agent-ui-bench-')
 
-    def _run(self, *argv):
-        result = subprocess.run(self._as_user + list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=self.base,
-                                universal_newlines=True, check=False)
-        if result.returncode != 0:
-            raise BenchError('%s failed (%d): %s\n%s' % (' '.join(argv), result.returncode, result.stdout, tail(self.log)))
-        return result.stdout
-
-    def start(self):
-        self._run(os.path.join(self.bindir, 'initdb'), '-D', self.data, '-U', self.user, '-A', 'trust', '-E', 'UTF8',
-                  '--no-locale', '--no-sync')
-        settings = list(SERVER_SETTINGS) + [('port', str(self.port)), ('unix_socket_directories', "'%s'" % self.socket_dir)]
-        with open(os.path.join(self.data, 'postgresql.conf'), 'a') as handle:
-            handle.write('\n# agent_ui.postgresql benchmark\n')
-            for name, value in settings:
-                handle.write('%s = %s\n' % (name, value))
-        self._run(os.path.join(self.bindir, 'pg_ctl'), '-D', self.data, '-l', self.log, '-w', '-t', '120', 'start')
-        self.started = True
-
-    def stop(self):
-        try:
-            if self.started:
-                self._run(os.path.join(self.bindir, 'pg_ctl'), '-D', self.data, '-m', 'fast', '-w', 'stop')
-                self.started = False
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)
-
-    def dsn(self, db):
-        return {'host': self.socket_dir, 'port': self.port, 'user': self.user, 'dbname': db}
-
-    def connect(self, db='postgres'):
-        import psycopg2
-        conn = psycopg2.connect(**self.dsn(db))
-        conn.autocommit = True
-        return conn
-
-    def execute(self, db, sql, args=None):
-        conn = self.connect(db)
-        try:
-            cur = conn.cursor()
-            cur.execute(sql, args)
-            return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
-
-    def version(self):
-        return self.execute('postgres', 'SHOW server_version')[0][0]
-
-    def create_database(self, name, template=None):
-        self.execute('postgres', 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-        self.execute('postgres', 'CREATE DATABASE "%s"%s' % (name, ' TEMPLATE "%s"' % template if template else ''))
-
-    def drop_database(self, name):
-        self.execute('postgres', 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+    execute = ThrowawayServer.query
+    create_database = ThrowawayServer.make_database
 
     def quiesce(self):
         """Flush what earlier steps left behind so it is not charged to the next timed run."""
@@ -789,6 +725,17 @@ def print_table(results):
             print('  '.join('-' * w for w in widths) + '  -----')
 
 
+def server_floor(trace):
+    """Seconds the module's connection spent inside PostgreSQL (COPY minus waits for the row checks, plus every
+    other statement), from a trace; None without one.  This is what no client-side speed-up can remove."""
+    if not trace:
+        return None
+    copy_in = sum(seconds - wait for sql, seconds, wait in trace['copies'] if not sql.startswith('COPY ('))
+    copy_out = sum(seconds - wait for sql, seconds, wait in trace['copies'] if sql.startswith('COPY ('))
+    statements = sum(seconds for _count, seconds in trace['statements'].values())
+    return {'seconds': copy_in + copy_out + statements, 'copy_in': copy_in}
+
+
 def evaluate(results, args):
     """Ratios and PASS/FAIL lines for the targets of issue 3."""
     by = dict((res['method'] + ('_tenth' if res['detail'].get('tenth') else ''), res) for res in results)
@@ -807,6 +754,16 @@ def evaluate(results, args):
     if 'copy' in by:
         ratio = module['rows_per_second'] / by['copy']['rows_per_second']
         verdict('module >= 0.5x \\copy rows/s', ratio >= 0.5, 'module/\\copy = %.2fx' % ratio)
+    floor = server_floor(module['detail'].get('trace'))
+    if floor is not None:
+        ceiling = module['rows'] / floor['seconds']
+        lines.append('info  server floor: PostgreSQL itself is busy %.1f s in the module\'s one transaction (COPY in %.1f s, '
+                     'index/FK rebuild, validation read-back and ANALYZE %.1f s), so even with free row checks the module '
+                     'tops out near %s rows/s' % (floor['seconds'], floor['copy_in'], floor['seconds'] - floor['copy_in'],
+                                                  fmt_int(ceiling)))
+        if 'pgloader' in by:
+            lines.append('info  that ceiling is %.2fx pgloader; 1.5x pgloader needs %s rows/s' % (
+                ceiling / by['pgloader']['rows_per_second'], fmt_int(1.5 * by['pgloader']['rows_per_second'])))
     if 'pgloader_app' in by:
         ratio = module['rows_per_second'] / by['pgloader_app']['rows_per_second']
         lines.append('info  module/pgloader-into-app-schema = %.2fx (rows/s, same target tables)' % ratio)
@@ -955,7 +912,8 @@ def benchmark(args):
             steps.append(('module_tenth', lambda: run_module(ctx, 'module_tenth', tenth[0], tenth[1], 'module, 1/10 size')))
         if 'module' in args.methods:
             steps.append(('module', lambda: run_module(
-                ctx, 'module', src, expected, 'module (checks+COPY+validation)', profile=profile_dir, trace=args.trace)))
+                ctx, 'module', src, expected, 'module (checks+COPY+validation)', profile=profile_dir,
+                trace=profile_dir is None)))
         if 'pgloader' in args.methods:
             steps.append(('pgloader', lambda: run_pgloader(ctx, src, expected)))
         if 'pgloader_app' in args.methods:
@@ -999,7 +957,7 @@ def benchmark(args):
     if args.profile:
         print_profile(os.path.join(args.cache_dir, 'profile'))
     for res in results:
-        if res['detail'].get('trace'):
+        if args.trace and res['detail'].get('trace'):
             print_trace(res['detail']['trace'])
     return 1 if errors else 0
 
@@ -1037,7 +995,7 @@ def main(argv=None):
     try:
         ensure_python()
         return benchmark(args)
-    except BenchError as exc:
+    except (BenchError, ServerError) as exc:
         sys.stderr.write('benchmark error: %s\n' % exc)
         return 2
     except Exception:  # pylint: disable=broad-except
