@@ -15,6 +15,13 @@ up() {
   for entry in "${hosts[@]}"; do
     name=${entry%%:*} suite=${entry##*:}
     ctr="agent-ui-lab-$name"
+    # A container podman still calls running, but that no longer runs (its processes were lost, e.g. after the
+    # machine was restored or rebooted under it), refuses exec: restart it, or make it anew if even that fails.
+    if podman container exists "$ctr" && [ "$(podman inspect -f '{{.State.Running}}' "$ctr")" = true ] \
+        && ! podman exec "$ctr" true >/dev/null 2>&1; then
+      echo "$ctr: stale, restarting it" >&2
+      podman restart -t 5 "$ctr" >/dev/null 2>&1 || podman rm -f -t 5 "$ctr" >/dev/null 2>&1 || true
+    fi
     if ! podman container exists "$ctr"; then
       # One apt cache per lab host: apt locks its archive directory, so hosts that install at the same
       # time cannot share one (molecule shares one per suite, one host of each per scenario).
@@ -34,6 +41,10 @@ up() {
       sleep 1
     done
     echo "$ctr: ${state:-unknown}"
+    case "$state" in
+      running|degraded) ;;
+      *) echo "$ctr did not boot systemd (state: ${state:-unknown}); try: scripts/lab.sh down && make lab" >&2; exit 1 ;;
+    esac
   done
 }
 
