@@ -78,7 +78,7 @@ DEFAULTS = {
     'login_user': 'postgres', 'login_password': None, 'login_unix_socket': None, 'ssl_mode': 'prefer',
     'ca_cert': None, 'policies': None, 'model_map': None, 'reject_file': None, 'backup': None, 'report': None,
     'on_conflict': 'fail', 'casts': None, 'analyze': True, 'max_problems': 1000, 'connect_timeout': 30,
-    'rebuild_after_load': True,
+    'rebuild_after_load': True, 'backup_only': False,
 }
 
 
@@ -270,13 +270,38 @@ def _params(params):
         raise MigrationError('mode must be app or generic, got %r' % merged['mode'])
     if merged['on_conflict'] not in ('fail', 'replace'):
         raise MigrationError('on_conflict must be fail or replace, got %r' % merged['on_conflict'])
+    if merged['backup_only'] and not merged['backup']:
+        raise MigrationError('backup_only needs backup: the path of the verified backup to take')
     return merged
+
+
+def run_backup_only(params, check_mode=False):
+    """Take the verified backup of the source and stop: no PostgreSQL connection, nothing loaded.
+
+    In check mode nothing is written; ``changed`` predicts whether a backup would be written (none exists yet).
+    """
+    try:
+        src = sqlite_source.open_snapshot(params['src'])
+    except sqlite_source.SourceError as exc:
+        raise MigrationError(str(exc))
+    try:
+        if check_mode:
+            return {'changed': not os.path.exists(params['backup']), 'backup': None, 'action': 'backup_only'}
+        try:
+            backup = sqlite_source.verified_backup(src, params['backup'])
+        except sqlite_source.SourceError as exc:
+            raise MigrationError(str(exc))
+    finally:
+        sqlite_source.close_snapshot(src)
+    return {'changed': backup['changed'], 'backup': backup, 'action': 'backup_only'}
 
 
 def run(params, check_mode=False, diff=False, connect_fn=None):
     """Run a migration; return the module result dict or raise MigrationError (with details)."""
     params = _params(params)
     policies = resolve_policies(params.get('policies'))
+    if params['backup_only']:
+        return run_backup_only(params, check_mode)
     started = time.time()
     try:
         src = sqlite_source.open_snapshot(params['src'])

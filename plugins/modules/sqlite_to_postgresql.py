@@ -153,6 +153,15 @@ options:
       - Run C(ANALYZE) on the loaded tables inside the load transaction.
     type: bool
     default: true
+  backup_only:
+    description:
+      - Take the verified backup given by O(backup) and stop, without connecting to PostgreSQL. O(backup) is then
+        required.
+      - C(playbooks/migrate.yml) uses it to back the file up before it touches the schema.
+      - In check mode nothing is written, and C(changed) predicts whether a backup would be written, that is,
+        whether none exists yet.
+    type: bool
+    default: false
   max_problems:
     description:
       - Most problems listed in RV(problems); RV(problem_summary) always counts all of them.
@@ -233,7 +242,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 action:
-  description: V(load) into empty tables, V(replace) of different rows (O(on_conflict=replace)), or V(none).
+  description:
+    - V(load) into empty tables, V(replace) of different rows (O(on_conflict=replace)), V(none), or V(backup_only)
+      (O(backup_only=true)).
   returned: success
   type: str
   sample: load
@@ -365,12 +376,14 @@ def argument_spec():
         analyze=dict(type='bool', default=True),
         max_problems=dict(type='int', default=1000),
         rebuild_after_load=dict(type='bool', default=True),
+        backup_only=dict(type='bool', default=False),
     )
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    if not HAS_PSYCOPG2:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_if=[('backup_only', True, ('backup',))])
+    if not HAS_PSYCOPG2 and not module.params['backup_only']:
         module.fail_json(msg=missing_required_lib('psycopg2'), exception=PSYCOPG2_IMPORT_ERROR)
     try:
         result = run(dict(module.params), check_mode=module.check_mode, diff=module._diff)

@@ -215,6 +215,7 @@ def test_the_migrate_playbook_then_loads_everything_exactly(host, source):
     backup = APP + ".pre-migration.sqlite"
     assert sqlite_scalar(host, backup, "PRAGMA integrity_check") == "ok"
     assert sqlite_scalar(host, backup, "SELECT count(*) FROM tasks") == str(TASKS)
+    assert host.file(backup).mode == 0o600 and host.file(backup).user == "root"
 
 
 def test_a_second_run_changes_nothing(host, source):

@@ -267,6 +267,41 @@ def test_backup_is_verified_and_only_replaced_when_different(postgresql_server, 
     assert second['backup']['changed'] is False and second['changed'] is False
 
 
+def _no_connection(params):
+    raise AssertionError('backup_only must not connect to PostgreSQL')
+
+
+def test_backup_only_backs_up_without_connecting(tmp_path):
+    src, info = generate(tmp_path, large_prompt_kb=0)
+    backup = str(tmp_path / 'backup.sqlite')
+    params = {'src': src, 'backup': backup, 'backup_only': True}
+    planned = migration_load.run(params, check_mode=True, connect_fn=_no_connection)
+    assert planned['changed'] is True and not os.path.exists(backup)
+    first = migration_load.run(params, connect_fn=_no_connection)
+    assert first['action'] == 'backup_only' and first['changed'] is True
+    assert first['backup']['integrity_check'] == 'ok' and source_counts(backup) == info['tables']
+    assert os.stat(backup).st_mode & 0o777 == 0o600
+    assert migration_load.run(params, connect_fn=_no_connection)['changed'] is False
+    assert migration_load.run(params, check_mode=True, connect_fn=_no_connection)['changed'] is False
+
+
+def test_backup_only_needs_a_backup_path(tmp_path):
+    src, _info = generate(tmp_path, large_prompt_kb=0)
+    with pytest.raises(MigrationError, match='backup_only needs backup'):
+        migration_load.run({'src': src, 'backup_only': True}, connect_fn=_no_connection)
+
+
+def test_backup_only_refuses_a_corrupt_source(tmp_path):
+    src = str(tmp_path / 'corrupt.sqlite')
+    with open(src, 'wb') as handle:
+        handle.write(b'SQLite format 3\x00' + b'\xff' * 4096)
+    backup = str(tmp_path / 'backup.sqlite')
+    with pytest.raises(MigrationError):
+        migration_load.run({'src': src, 'backup': backup, 'backup_only': True}, connect_fn=_no_connection)
+    assert not os.path.exists(backup)
+    assert [name for name in os.listdir(str(tmp_path)) if name.endswith('.tmp')] == []
+
+
 def test_report_is_written(postgresql_server, app_db, tmp_path):
     src, info = generate(tmp_path, large_prompt_kb=0)
     report = str(tmp_path / 'report.json')
