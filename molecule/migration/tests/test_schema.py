@@ -202,6 +202,18 @@ def test_least_privilege(host, role, statement, denied):
         assert result.rc == 0, result.stderr
 
 
+def test_every_foreign_key_column_is_indexed(host):
+    """The design document's checklist: an FK without an index makes ON DELETE scan the whole child table."""
+    unindexed = sql(host, """SELECT c.conrelid::regclass || '.' || c.conname FROM pg_constraint c
+WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace AND NOT EXISTS (
+  SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid
+    AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(c.conkey)] @> c.conkey
+    AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(c.conkey)] <@ c.conkey)""").stdout.split()
+    assert unindexed == []
+    assert sql(host, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
+               ).stdout.strip() == "12"
+
+
 def test_public_can_neither_create_nor_use_schema_public_nor_connect(host):
     acl = sql(host, "SELECT nspacl::text FROM pg_namespace WHERE nspname = 'public'").stdout.strip()
     assert not re.search(r"[{,]=", acl), "PUBLIC still has privileges on schema public: " + acl
