@@ -110,6 +110,11 @@ def quote_ident(name):
     return '"%s"' % name.replace('"', '""')
 
 
+def qualified(schema, table):
+    """schema.table, both quoted."""
+    return '%s.%s' % (quote_ident(schema), quote_ident(table))
+
+
 def key_function(kinds):
     """Function turning the canonical texts of key columns into a sortable Python key.
 

@@ -19,7 +19,7 @@ import re
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
-    ForeignKey, MigrationError, TableSpec, column, quote_ident,
+    ForeignKey, MigrationError, TableSpec, column, qualified, quote_ident,
 )
 
 # Declared SQLite type -> converter kind; the first matching rule wins (declared type upper-cased).
@@ -108,10 +108,6 @@ def _default_sql(default, pg_type, warnings, where):
     return '(%s)::%s' % (text, pg_type)
 
 
-def _qualified(schema, table):
-    return '%s.%s' % (quote_ident(schema), quote_ident(table))
-
-
 def _rowid_alias(columns, table_sql):
     pk = [col for col in columns if col['pk']]
     return len(pk) == 1 and pk[0]['type'].strip().upper() == 'INTEGER' and 'WITHOUT ROWID' not in table_sql.upper()
@@ -142,11 +138,11 @@ def generic_tables(conn, schema, casts=None):
     names = sqlite_source.tables(conn)
     if not names:
         raise MigrationError('the source has no tables')
-    known = set('%s.%s' % (name, col['name']) for name in names for col in sqlite_source.table_columns(conn, name))
+    info = dict((name, sqlite_source.table_columns(conn, name)) for name in names)
+    known = set('%s.%s' % (name, col['name']) for name in names for col in info[name])
     unknown = sorted(key for key in casts if key not in known)
     if unknown:
         raise MigrationError('casts: no such source column(s): %s' % ', '.join(unknown))
-    info = dict((name, sqlite_source.table_columns(conn, name)) for name in names)
     fks = dict((name, sqlite_source.foreign_keys(conn, name)) for name in names)
     order = _load_order(names, dict((name, set(fk['parent'] for fk in fks[name])) for name in names))
     pks = dict((name, [c['name'] for c in sorted((c for c in info[name] if c['pk']), key=lambda c: c['pk'])]) for name in names)
@@ -181,12 +177,12 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
         if identity and col['name'] in pk:
             parts.append('NOT NULL')
         defs.append(' '.join(parts))
-    qualified = _qualified(schema, name)
-    create = ['CREATE TABLE %s (%s)' % (qualified, ', '.join(defs))]
+    target = qualified(schema, name)
+    create = ['CREATE TABLE %s (%s)' % (target, ', '.join(defs))]
     finish = []
     if pk:
         finish.append('ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY (%s)' % (
-            qualified, quote_ident('%s_pkey' % name), ', '.join(quote_ident(c) for c in pk)))
+            target, quote_ident('%s_pkey' % name), ', '.join(quote_ident(c) for c in pk)))
     uniques = []
     for index in sqlite_source.indexes(conn, name):
         names = [c['name'] for c in index['columns']]
@@ -197,7 +193,7 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
         if index['origin'] == 'u':
             uniques.append(tuple(names))
             finish.append('ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)' % (
-                qualified, quote_ident('%s_%s_key' % (name, '_'.join(names))), ', '.join(quote_ident(c) for c in names)))
+                target, quote_ident('%s_%s_key' % (name, '_'.join(names))), ', '.join(quote_ident(c) for c in names)))
             continue
         where = ''
         if index['partial']:
@@ -206,7 +202,7 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
         elif index['unique']:
             uniques.append(tuple(names))
         finish.append('CREATE %sINDEX %s ON %s (%s)%s' % (
-            'UNIQUE ' if index['unique'] else '', quote_ident(index['name']), qualified,
+            'UNIQUE ' if index['unique'] else '', quote_ident(index['name']), target,
             ', '.join(quote_ident(c['name']) + (' DESC' if c['desc'] else '') for c in index['columns']), where))
     specs_fks = []
     for fk in fks:
@@ -217,7 +213,7 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
         fk_name = '%s_%s_fkey' % (name, '_'.join(fk['columns']))
         specs_fks.append(ForeignKey(tuple(fk['columns']), fk['parent'], tuple(parent_cols), fk['on_delete'].upper(), fk_name))
         finish.append('ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
-            qualified, quote_ident(fk_name), ', '.join(quote_ident(c) for c in fk['columns']), _qualified(schema, fk['parent']),
+            target, quote_ident(fk_name), ', '.join(quote_ident(c) for c in fk['columns']), qualified(schema, fk['parent']),
             ', '.join(quote_ident(c) for c in parent_cols), fk['on_delete'].upper(), fk['on_update'].upper()))
     spec = TableSpec(name, name, cols, pk=pk, uniques=uniques, fks=specs_fks, identity=pk[0] if identity else None,
                      source_order=None if pk else '')

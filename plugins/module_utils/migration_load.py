@@ -25,7 +25,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import filecmp
-import hashlib
 import json
 import os
 import tempfile
@@ -42,16 +41,17 @@ except ImportError:
     PSYCOPG2_IMPORT_ERROR = traceback.format_exc()
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import row_checksum
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app import (
     app_specs, check_source_columns,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
-    KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, key_function, quote_ident,
+    KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, key_function, qualified, quote_ident,
     resolve_policies, sortable_key,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import generic_tables
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_stream import (
-    CHUNK_BYTES, Comparison, CopyReader, MultisetComparison, key_text_function, qualified, spill_source, stream_target,
+    CHUNK_BYTES, Comparison, CopyReader, MultisetComparison, key_text_function, spill_source, stream_target,
 )
 
 # A table with at least this many source rows is loaded without its secondary indexes and foreign
@@ -275,33 +275,10 @@ def _params(params):
     return merged
 
 
-def run_backup_only(params, check_mode=False):
-    """Take the verified backup of the source and stop: no PostgreSQL connection, nothing loaded.
-
-    In check mode nothing is written; ``changed`` predicts whether a backup would be written (none exists yet).
-    """
-    try:
-        src = sqlite_source.open_snapshot(params['src'])
-    except sqlite_source.SourceError as exc:
-        raise MigrationError(str(exc))
-    try:
-        if check_mode:
-            return {'changed': not os.path.exists(params['backup']), 'backup': None, 'action': 'backup_only'}
-        try:
-            backup = sqlite_source.verified_backup(src, params['backup'])
-        except sqlite_source.SourceError as exc:
-            raise MigrationError(str(exc))
-    finally:
-        sqlite_source.close_snapshot(src)
-    return {'changed': backup['changed'], 'backup': backup, 'action': 'backup_only'}
-
-
 def run(params, check_mode=False, diff=False, connect_fn=None):
     """Run a migration; return the module result dict or raise MigrationError (with details)."""
     params = _params(params)
     policies = resolve_policies(params.get('policies'))
-    if params['backup_only']:
-        return run_backup_only(params, check_mode)
     started = time.time()
     try:
         src = sqlite_source.open_snapshot(params['src'])
@@ -315,6 +292,11 @@ def run(params, check_mode=False, diff=False, connect_fn=None):
                 backup = sqlite_source.verified_backup(src, params['backup'])
             except sqlite_source.SourceError as exc:
                 raise MigrationError(str(exc))
+        if params['backup_only']:
+            # Stop after the backup, without connecting to PostgreSQL. In check mode nothing is written, and
+            # changed predicts whether a backup would be written (none exists yet).
+            changed = backup['changed'] if backup is not None else not os.path.exists(params['backup'])
+            return {'changed': changed, 'backup': backup, 'action': 'backup_only'}
         plan = build_plan(src, params)
         conn = (connect_fn or connect)(params)
         try:
@@ -489,12 +471,12 @@ class _Migration(object):
                 def source(lines=lines, key_fn=key_fn, idx=idx):
                     for line in lines:
                         fields = line.split('\t')
-                        yield key_fn([fields[i] for i in idx]), hashlib.md5(line.encode('utf-8')).hexdigest(), line
+                        yield key_fn([fields[i] for i in idx]), row_checksum(line), line
                 comparison = Comparison(source(), spec.column_names)
             else:
                 comparison = MultisetComparison()
                 for line in lines:
-                    comparison.add_source(hashlib.md5(line.encode('utf-8')).hexdigest())
+                    comparison.add_source(row_checksum(line))
             stream_target(self.cur, self.schema, spec, comparison, keep_lines=True)
             if not comparison.identical:
                 identical = False
@@ -628,7 +610,7 @@ class _Migration(object):
             checksums_match = checksums_match and match
             if not match or not counts_ok:
                 mismatches[spec.name] = comparison.summary()
-            tables[spec.name] = dict(_checker_counts(checker), loaded_rows=target_rows, checksum_match=match)
+            tables[spec.name] = dict(checker.counts(), loaded_rows=target_rows, checksum_match=match)
         orphans = self._fk_orphans()
         validation = {'counts_match': counts_match, 'checksums_match': checksums_match,
                       'fk_orphans': sum(orphans.values()), 'fk_orphans_by_constraint': orphans}
@@ -723,13 +705,13 @@ class _Migration(object):
         self.conn.rollback()
         tables = {}
         for spec in self.plan.specs:
-            tables[spec.name] = dict(_checker_counts(source_pass.checkers[spec.name]), loaded_rows=0,
+            tables[spec.name] = dict(source_pass.checkers[spec.name].counts(), loaded_rows=0,
                                      target_rows_before=before[spec.name], checksum_match=True)
         validation = {'counts_match': True, 'checksums_match': True, 'fk_orphans': 0, 'fk_orphans_by_constraint': {}}
         return self._result(source_pass, tables, validation, before, before, 'none', None, changed=False)
 
     def _result(self, source_pass, tables, validation, before, after, action, differences, changed=True):
-        plan = dict((name, {'action': action if action != 'none' else 'none', 'rows_to_load': info['kept_rows'],
+        plan = dict((name, {'action': action, 'rows_to_load': info['kept_rows'],
                             'rows_to_skip': info['skipped_rows'], 'rows_fixed': info['fixed_rows'],
                             'target_rows_before': before[name]}) for name, info in tables.items())
         result = {
@@ -744,14 +726,8 @@ class _Migration(object):
         return result
 
 
-def _checker_counts(checker):
-    counts = checker.counts()
-    return {'source_rows': counts['source_rows'], 'kept_rows': counts['kept_rows'], 'skipped_rows': counts['skipped_rows'],
-            'fixed_rows': counts['fixed_rows'], 'failed_rows': counts['failed_rows']}
-
-
 def _table_counts(source_pass):
-    return dict((name, _checker_counts(checker)) for name, checker in source_pass.checkers.items())
+    return dict((name, checker.counts()) for name, checker in source_pass.checkers.items())
 
 
 def _failed_plan(source_pass):

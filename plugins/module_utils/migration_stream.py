@@ -24,16 +24,11 @@ try:
 except ImportError:  # pragma: no cover - Python 2 is not supported, kept for the sanity import test
     import Queue as queue
 
-from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import key_function, quote_ident
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import key_function, qualified, quote_ident
 
 CHUNK_BYTES = 1 << 20
 QUEUE_CHUNKS = 4
 EXAMPLES = 5
-
-
-def qualified(schema, table):
-    """schema.table, both quoted."""
-    return '%s.%s' % (quote_ident(schema), quote_ident(table))
 
 
 def key_text_function(spec):
