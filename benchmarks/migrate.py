@@ -331,13 +331,10 @@ class Server(ThrowawayServer):
         super(Server, self).__init__(bindir, [s for s in SERVER_SETTINGS if s[0] != 'listen_addresses'], run_user=run_user,
                                      port=port, prefix='agent-ui-bench-')
 
-    execute = ThrowawayServer.query
-    create_database = ThrowawayServer.make_database
-
     def quiesce(self):
         """Flush what earlier steps left behind so it is not charged to the next timed run."""
         os.sync()
-        self.execute('postgres', 'CHECKPOINT')
+        self.query('postgres', 'CHECKPOINT')
 
     def counts(self, db):
         conn = self.connect(db)
@@ -571,7 +568,7 @@ class Context(object):
         self.template = 'bench_app_template'
 
     def fresh_db(self, name, app_schema=True):
-        self.server.create_database(name, self.template if app_schema else None)
+        self.server.make_database(name, self.template if app_schema else None)
         self.server.quiesce()
 
     def paths(self, name):
@@ -622,7 +619,7 @@ def run_pgloader(ctx, src, expected, app_schema=False):
     ctx.fresh_db(db, app_schema=app_schema)
     if app_schema:
         # pgloader's SET clause cannot name a dotted setting: the audit-trigger bypass goes on the database.
-        ctx.server.execute('postgres', 'ALTER DATABASE "%s" SET agent_ui.bulk_load = \'on\'' % db)
+        ctx.server.query('postgres', 'ALTER DATABASE "%s" SET agent_ui.bulk_load = \'on\'' % db)
     log_path, _result = ctx.paths(name)
     lisp = os.path.join(ctx.workdir, 'agent_ui_transforms.lisp')
     with open(lisp, 'w') as handle:
@@ -898,10 +895,10 @@ def benchmark(args):
     try:
         log('starting PostgreSQL in %s' % server.base)
         server.start()
-        server.execute('postgres', 'CREATE DATABASE bench_app_template')
+        server.query('postgres', 'CREATE DATABASE bench_app_template')
         for name in sorted(n for n in os.listdir(MIGRATIONS_DIR) if n[0].isdigit() and n.endswith('.sql')):
             with open(os.path.join(MIGRATIONS_DIR, name)) as handle:
-                server.execute('bench_app_template', handle.read())
+                server.query('bench_app_template', handle.read())
         ctx = Context(args, server, workdir)
         profile_dir = None
         if args.profile:

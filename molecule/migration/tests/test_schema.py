@@ -19,16 +19,19 @@ MIGRATIONS = sorted((PROJECT / "roles" / "app_schema" / "files" / "migrations").
 CONVERGE = str(PROJECT / "molecule" / "resources" / "converge.yml")
 
 
-def _design():
-    """The design's table, index and trigger names, from the unit test of the migration files."""
-    path = PROJECT / "tests" / "unit" / "roles" / "test_app_schema_migrations.py"
-    spec = importlib.util.spec_from_file_location("migration_files", path)
+def _unit_test_module(name):
+    """A module of tests/unit/roles, for the names and catalog queries the unit tests already define."""
+    path = PROJECT / "tests" / "unit" / "roles" / (name + ".py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-DESIGN = _design()
+# The design's table, index and trigger names, from the unit test of the migration files.
+DESIGN = _unit_test_module("test_app_schema_migrations")
+# Catalog queries the unit tests run against a throwaway server, run here on the live host.
+LIVE = _unit_test_module("test_app_schema_live")
 
 
 def sql(host, script, check=True):
@@ -204,11 +207,7 @@ def test_least_privilege(host, role, statement, denied):
 
 def test_every_foreign_key_column_is_indexed(host):
     """The design document's checklist: an FK without an index makes ON DELETE scan the whole child table."""
-    unindexed = sql(host, """SELECT c.conrelid::regclass || '.' || c.conname FROM pg_constraint c
-WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace AND NOT EXISTS (
-  SELECT 1 FROM pg_index i WHERE i.indrelid = c.conrelid
-    AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(c.conkey)] @> c.conkey
-    AND (string_to_array(i.indkey::text, ' ')::int2[])[1:cardinality(c.conkey)] <@ c.conkey)""").stdout.split()
+    unindexed = sql(host, LIVE.UNINDEXED_FOREIGN_KEYS).stdout.split()
     assert unindexed == []
     assert sql(host, "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace"
                ).stdout.strip() == "12"
