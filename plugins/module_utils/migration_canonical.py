@@ -60,11 +60,11 @@ _MILLI = decimal.Decimal(1000)
 _ISO_RE = re.compile(
     r'^(\d{4})-(\d{2})-(\d{2})'
     r'(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?'
-    r' ?(Z|z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?\Z')
-_FAST_TS_RE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\Z')
-_JS_TS_RE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z')
-_ISO_OFFSET_RE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d\Z')
-_EPOCH_RE = re.compile(r'^[+-]?\d+(?:\.\d+)?\Z')
+    r' ?(Z|z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)?\Z', re.ASCII)
+_FAST_TS_RE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\Z', re.ASCII)
+_JS_TS_RE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\Z', re.ASCII)
+_ISO_OFFSET_RE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d\Z', re.ASCII)
+_EPOCH_RE = re.compile(r'^[+-]?\d+(?:\.\d+)?\Z', re.ASCII)
 _DATE_CACHE_LIMIT = 100000
 
 JSON_ARRAY = 'array'
@@ -251,7 +251,7 @@ def to_decimal(value):
             return None
     if isinstance(value, str):
         text = value.strip()
-        if not _EPOCH_RE.match(text) and not re.match(r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z', text):
+        if not _EPOCH_RE.match(text) and not re.match(r'^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\Z', text, re.ASCII):
             return None
         try:
             return decimal.Decimal(text)

@@ -170,6 +170,10 @@ def test_timestamp_forms(value, text):
     'yesterday', '2024-02-30 10:00:00', '2024-13-01 00:00:00', '2024-01-01 24:00:00', '2024-01-01 23:60:00',
     '2024-01-01 23:59:60', '2024-01-02T03:04:05+25:00', '2024-01-02T03:04:05.123+02:61', '01/02/2024',
     float('inf'), float('nan'), 10 ** 20, True, b'2024-01-01T00:00:00.000+99:00',
+    # Digits outside ASCII: Python's int() reads them, PostgreSQL does not.
+    '\u0662\u0660\u0662\u0663-01-01 00:00:00', '\u0662\u0660\u0662\u0663-01-01T00:00:00.000Z',
+    '2023-01-01T00:00:00.000+0\u0665:00', '\u0661\u0667\u0660\u0664\u0661\u0666\u0664\u0666\u0664\u0665',
+    '2023-01-01 0\u0663:00', '\uff12\uff10\uff12\uff13-01-01',
 ])
 def test_timestamp_rejects(value):
     assert problem_class(canon.timestamp_text, value) == 'timestamp'
