@@ -17,8 +17,11 @@ __metaclass__ = type
 
 import collections
 import decimal
+import itertools
 import json
 import math
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_batch
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import (
     _COPY_SPECIAL, INT2_MAX, INT2_MIN, INT4_MAX, INT4_MIN, INT8_MAX, INT8_MIN, NULL, Fixed, Problem, TimestampConverter,
@@ -35,6 +38,8 @@ FIXABLE = ('json', 'boolean', 'enum', 'not_null', 'orphan', 'utf8', 'nul')
 _TRUE_WORDS = ('true', 't', 'yes', 'y', 'on')
 _FALSE_WORDS = ('false', 'f', 'no', 'n', 'off')
 _INT_RANGES = {'smallint': (INT2_MIN, INT2_MAX), 'integer': (INT4_MIN, INT4_MAX), 'bigint': (INT8_MIN, INT8_MAX)}
+# Rows converted column by column at a time (TableChecker.batches).
+BATCH_ROWS = 1000
 
 
 class MigrationError(Exception):
@@ -212,7 +217,10 @@ def _numeric_converter(col):
         number = to_decimal(value)
         if number is None:
             raise Problem('type', 'not a number', value)
-        text = numeric_text(number, scale)
+        try:
+            text = numeric_text(number, scale)
+        except decimal.InvalidOperation:  # rounding to the scale needs more than 28 digits
+            raise Problem('type', 'numeric field overflow (scale %d)' % scale, value)
         if limit is not None and abs(decimal.Decimal(text)) >= limit:
             raise Problem('type', 'numeric field overflow (precision %d, scale %d)' % (col.length, scale or 0), value)
         if bounds is not None and not bounds[0] <= decimal.Decimal(text) <= bounds[1]:
@@ -349,6 +357,16 @@ def make_converter(col, policies):
     return base, none_text, full
 
 
+def batch_converter(col, base, none_text):
+    """The column's converter for a batch of values (:mod:`migration_batch`): same texts as ``base``."""
+    if col.kind in _INT_RANGES and col.bounds is None:
+        low, high = _INT_RANGES[col.kind]
+        return migration_batch.integers(base, none_text, low, high)
+    if col.kind == 'text':
+        return migration_batch.texts(base, none_text, col.length, col.allowed)
+    return migration_batch.each(base, none_text)
+
+
 # ---------------------------------------------------------------------------
 # Problem and reject sinks
 # ---------------------------------------------------------------------------
@@ -446,9 +464,9 @@ class TableChecker(object):
         self.rejects = rejects
         self.registry = registry
         converters = [make_converter(col, policies) for col in spec.columns]
-        self.bases = [conv[0] for conv in converters]
-        self.none_texts = [conv[1] for conv in converters]
         self.converters = [conv[2] for conv in converters]
+        self.batch_converters = [batch_converter(col, base, none_text) for col, (base, none_text, _full)
+                                 in zip(spec.columns, converters)]
         self.pk_index = [spec.index_of(name) for name in spec.pk]
         self.source_columns = [col.name for col in spec.columns]
         self.registrations = []
@@ -554,55 +572,87 @@ class TableChecker(object):
 
     def lines(self, rows):
         """Yield the canonical line of every row to load, in source order."""
-        fast = list(zip(self.bases, self.none_texts))
-        # Foreign keys on one column are checked inline; anything else takes the slow path.
+        for batch in self.batches(rows):
+            for line in batch:
+                yield line
+
+    def batches(self, rows, size=None):
+        """Yield lists of the canonical lines to load, in source order, a batch of rows at a time.
+
+        Each column of a batch goes through its batch converter (:mod:`migration_batch`); rows
+        that come out whole, with every single-column parent key already kept, are loaded as
+        they are.  Every other row takes the per-row checks (:meth:`_check_row`), in source
+        order, so problems, policies and key registrations are the same as row by row.
+        """
+        size = size or BATCH_ROWS
+        rows = iter(rows)
+        converters = self.batch_converters
+        # Foreign keys on one column are checked per batch; tables with anything else
+        # (several-column foreign keys, candidate duplicates) take the per-row checks.
         inline_fks = [(idx[0], sets[0]) for _fk, idx, _nullable, sets in self.fk_checks if len(idx) == 1]
-        multi_column_fks = len(inline_fks) != len(self.fk_checks)
-        duplicates = [(idx, candidates) for _seen, idx, candidates in self.unique_checks]
-        registrations = self.registrations
-        fast_register = registrations[0][1][0].add if len(registrations) == 1 and len(registrations[0][0]) == 1 else None
-        fast_index = registrations[0][0][0] if fast_register else None
+        per_row = len(inline_fks) != len(self.fk_checks) or bool(self.unique_checks)
+        registrations = [(idx, sets[0]) for idx, sets in self.registrations]
         join = '\t'.join
-        source_rows = kept_rows = 0
-        try:
-            for row in rows:
-                source_rows += 1
-                try:
-                    values = [none if value is None else base(value) for (base, none), value in zip(fast, row)]
-                    clean = None not in values
-                except Problem:
-                    clean = False
-                if clean:
-                    if multi_column_fks:
-                        clean = False
-                    for i, kept in inline_fks:
-                        if values[i] not in kept and values[i] != NULL:
-                            clean = False
-                            break
-                    for idx, candidates in duplicates:
-                        if tuple(row[i] for i in idx) in candidates:
-                            clean = False
-                if not clean:
-                    values, found = self._slow_convert(row)
-                    self._check_fks(values, found)
-                    if not _drops(found):
-                        self._check_uniques(row, values, found)
-                    if _drops(found):
-                        self._drop(row, values, found)
-                        continue
-                    if found:
-                        self._note(row, values, found)
-                        self.fixed_rows += 1
-                    self._remember_uniques(row, values)
-                if fast_register is not None:
-                    fast_register(values[fast_index])
-                elif registrations:
-                    self._register(0, values)
-                kept_rows += 1
-                yield join(values)
-        finally:
-            self.source_rows += source_rows
-            self.kept_rows += kept_rows
+        while True:
+            batch = list(itertools.islice(rows, size))
+            if not batch:
+                return
+            count = len(batch)
+            self.source_rows += count
+            if per_row:
+                out = [line for line in (self._check_row(row) for row in batch) if line is not None]
+                self.kept_rows += len(out)
+                yield out
+                continue
+            columns = [convert(values) for convert, values in zip(converters, zip(*batch))]
+            flagged = set()
+            for values in columns:
+                if None in values:
+                    flagged.update(i for i, text in enumerate(values) if text is None)
+            for i, kept in inline_fks:
+                values = columns[i]
+                orphans = set(values)
+                orphans.difference_update(kept)
+                orphans.discard(NULL)
+                orphans.discard(None)
+                if orphans:
+                    flagged.update(j for j, text in enumerate(values) if text in orphans)
+            if not flagged:
+                for idx, kept in registrations:
+                    _register_all(kept, columns, idx)
+                out = list(map(join, zip(*columns)))
+            else:
+                out = []
+                for j, texts in enumerate(zip(*columns)):
+                    if j in flagged:
+                        line = self._check_row(batch[j])
+                        if line is None:
+                            continue
+                    else:
+                        line = join(texts)
+                        for idx, kept in registrations:
+                            key = _key(texts, idx)
+                            if key is not None:
+                                kept.add(key)
+                    out.append(line)
+            self.kept_rows += len(out)
+            yield out
+
+    def _check_row(self, row):
+        """Per-row checks of one row: its line to load, or None if it is skipped or failed."""
+        values, found = self._slow_convert(row)
+        self._check_fks(values, found)
+        if not _drops(found):
+            self._check_uniques(row, values, found)
+        if _drops(found):
+            self._drop(row, values, found)
+            return None
+        if found:
+            self._note(row, values, found)
+            self.fixed_rows += 1
+        self._remember_uniques(row, values)
+        self._register(0, values)
+        return '\t'.join(values)
 
     def _note(self, row, values, found):
         pk = self._pk(values)
@@ -627,6 +677,15 @@ class TableChecker(object):
     def counts(self):
         return {'source_rows': self.source_rows, 'kept_rows': self.kept_rows, 'skipped_rows': self.skipped_rows,
                 'fixed_rows': self.fixed_rows, 'failed_rows': self.failed_rows}
+
+
+def _register_all(kept, columns, idx):
+    """Add the keys at ``idx`` of every row of a batch's ``columns`` to ``kept`` (NULL keys are not keys)."""
+    if len(idx) == 1:
+        kept.update(columns[idx[0]])
+        kept.discard(NULL)
+        return
+    kept.update(key for key in zip(*(columns[i] for i in idx)) if NULL not in key)
 
 
 def _key(values, idx):

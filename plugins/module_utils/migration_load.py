@@ -258,6 +258,10 @@ class SourcePass(object):
         checker = self.checker(spec)
         return checker.lines(sqlite_source.stream(self.src, spec.source_sql()))
 
+    def batches(self, spec):
+        checker = self.checker(spec)
+        return checker.batches(sqlite_source.stream(self.src, spec.source_sql()))
+
 
 # ---------------------------------------------------------------------------
 # The run
@@ -489,14 +493,14 @@ class _Migration(object):
         spills = {}
         loaded = {}
         for spec in self.plan.specs:
-            lines = source_pass.lines(spec)
+            batches = source_pass.batches(spec)
             if source_pass.problems.fatal:
-                for _line in lines:
+                for _lines in batches:
                     pass
                 continue
             spill = tempfile.TemporaryFile(mode='w+', encoding='utf-8')
             spills[spec.name] = spill
-            reader = CopyReader(lines, spill, key_text_function(spec), source_pass.problems)
+            reader = CopyReader(batches, spill, key_text_function(spec), source_pass.problems)
             freeze = ' WITH (FREEZE)' if spec.name in fresh_tables else ''
             deferred = self._defer_builds(spec)
             try:

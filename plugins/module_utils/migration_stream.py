@@ -43,19 +43,20 @@ def key_text_function(spec):
 
 
 class CopyReader(object):
-    """File-like object for ``copy_expert``: checked lines in, COPY text chunks out.
+    """File-like object for ``copy_expert``: batches of checked lines in, COPY text chunks out.
 
-    A producer thread runs the row checks and builds chunks of about :data:`CHUNK_BYTES`
-    while the connection sends the previous chunk (psycopg2 releases the GIL while it
-    writes), so checking and PostgreSQL's COPY work overlap.  At most :data:`QUEUE_CHUNKS`
-    chunks wait in memory.  For each line the producer writes ``md5<TAB>key`` to ``spill``
-    so validation can stream the checksums back in key order.  Once a fatal problem is
-    found it stops sending rows (the transaction will be rolled back) but keeps draining the
-    checks so that every problem is still reported.
+    ``batches`` yields lists of lines (:meth:`TableChecker.batches`).  A producer thread runs
+    the row checks and builds chunks of about :data:`CHUNK_BYTES` while the connection sends
+    the previous chunk (psycopg2 releases the GIL while it writes), so checking and
+    PostgreSQL's COPY work overlap.  At most :data:`QUEUE_CHUNKS` chunks wait in memory.  For
+    each line the producer writes ``md5<TAB>key`` to ``spill`` so validation can stream the
+    checksums back in key order.  Once a fatal problem is found it stops sending rows (the
+    transaction will be rolled back) but keeps draining the checks so that every problem is
+    still reported.
     """
 
-    def __init__(self, lines, spill, key_text, problems, chunk_bytes=None):
-        self._lines = iter(lines)
+    def __init__(self, batches, spill, key_text, problems, chunk_bytes=None):
+        self._batches = iter(batches)
         self._spill = spill
         self._key_text = key_text
         self._problems = problems
@@ -71,23 +72,22 @@ class CopyReader(object):
         md5 = hashlib.md5
         key_text = self._key_text
         while True:
-            out, spill, size_now = [], [], 0
-            for line in self._lines:
-                data = line.encode('utf-8')
-                spill.append('%s\t%s\n' % (md5(data).hexdigest(), key_text(line)))
-                out.append(data)
-                size_now += len(data) + 1
+            out, size_now = [], 0
+            for lines in self._batches:
+                data = [line.encode('utf-8') for line in lines]
+                self._spill.write(''.join(['%s\t%s\n' % (md5(item).hexdigest(), key) for item, key in zip(data, map(key_text, lines))]))
+                out.extend(data)
+                size_now += sum(map(len, data)) + len(data)
                 if size_now >= self._chunk:
                     break
             if self._problems.fatal or self._stop:
-                for _line in self._lines:
+                for _lines in self._batches:
                     pass
                 return
             if not out:
                 return
             self.rows += len(out)
             self.bytes += size_now
-            self._spill.write(''.join(spill))
             out.append(b'')
             yield b'\n'.join(out)
 

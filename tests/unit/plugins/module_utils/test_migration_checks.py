@@ -276,6 +276,16 @@ def test_fix_experience_score_clamps(tmp_path):
     assert row[5] == '100.00'
 
 
+def test_huge_experience_score_is_a_reported_problem(tmp_path):
+    """A value whose rounding to numeric(5,2) overflows Decimal's precision is a type problem, not a crash."""
+    path, _info = make_app(tmp_path)
+    update(path, "UPDATE skills SET experience_score = '1E100' WHERE id = 3")
+    source_pass, lines = check_pass(path, {'type': 'skip_row'})
+    skills = [item for item in source_pass.problems.items if item['table'] == 'skills']
+    assert [(item['pk'], item['class'], item['column']) for item in skills] == [('3', 'type', 'experience_score')]
+    assert '3' not in [line.split('\t')[0] for line in lines['skills']]
+
+
 def test_fix_boolean_words(tmp_path):
     path, _info = make_app(tmp_path)
     update(path, "UPDATE agents SET enabled = 'yes' WHERE id = 1")

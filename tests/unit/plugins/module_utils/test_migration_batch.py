@@ -1,0 +1,174 @@
+# -*- coding: utf-8 -*-
+# Copyright: Contributors to the agent_ui.postgresql collection
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""The batch fast path (migration_batch.py, TableChecker.batches) against the per-value and per-row checks.
+
+A batch converter must give, for every value, exactly what the column's per-value converter
+gives, or None where that converter raises a Problem; and a table checked a batch at a time
+must load the same lines and report the same problems, rejects and counts as the same rows
+checked one by one.  Both are shown on random values, including every kind of bad one.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import collections
+import io
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_batch
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import NULL, Problem
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
+    FIXABLE, POLICIES, PROBLEM_CLASSES, ForeignKey, KeyRegistry, ProblemLog, RejectLog, TableChecker, TableSpec, batch_converter,
+    column, make_converter, resolve_policies,
+)
+
+SPECIAL_BYTES = [b'', b'plain', b'pending', b'running', b'completed', b'a\\b', b'tab\there', b'line\nbreak', b'cr\r',
+                 b'\x08\x0c\x0b', b'nul\x00byte', b'\xff\xfe', b'\xc3', b'\xa9', b'caf\xc3\xa9', b'\xe6\x95\xb0',
+                 b'\xf0\x9f\x98\x80', b'12345', b'123456', b'2024-01-02 03:04:05']
+INTEGERS = st.one_of(st.integers(-5, 5), st.integers(-2 ** 64, 2 ** 64),
+                     st.sampled_from([2 ** 15 - 1, 2 ** 15, -2 ** 15, -2 ** 15 - 1, 2 ** 31 - 1, 2 ** 31, -2 ** 31,
+                                      -2 ** 31 - 1, 2 ** 63 - 1, 2 ** 63, -2 ** 63, -2 ** 63 - 1]))
+BYTES = st.one_of(st.sampled_from(SPECIAL_BYTES), st.binary(max_size=8),
+                  st.text(max_size=8).map(lambda text: text.encode('utf-8', 'surrogatepass')))
+ANY_VALUE = st.one_of(st.none(), INTEGERS, BYTES, st.floats(), st.text(max_size=6))
+
+COLUMNS = [
+    column('i4', 'integer'), column('i4_nn', 'integer', not_null=True), column('i2', 'smallint'), column('i8', 'bigint'),
+    column('t', 'text'), column('t_nn', 'text', not_null=True), column('t_len', 'text', length=5),
+    column('t_enum', 'text', not_null=True, default='pending', allowed=('pending', 'running', 'completed')),
+    column('f8', 'float8'), column('b', 'boolean', not_null=True, default='t', null_default='t'),
+    column('ts', 'timestamptz', not_null=True), column('j', 'jsonb', shape='array', default='[]'),
+    column('n', 'numeric', not_null=True, default='0.00', scale=2, bounds=(0, 100)),
+]
+
+
+def per_value(col, values):
+    """What the per-value converter gives: its text, none_text for NULL, None where it raises."""
+    base, none_text, _full = make_converter(col, resolve_policies({}))
+    out = []
+    for value in values:
+        if value is None:
+            out.append(none_text)
+            continue
+        try:
+            out.append(base(value))
+        except Problem:
+            out.append(None)
+    return out
+
+
+def batch(col, values):
+    base, none_text, _full = make_converter(col, resolve_policies({}))
+    return batch_converter(col, base, none_text)(values)
+
+
+@pytest.mark.parametrize('col', COLUMNS, ids=[col.name for col in COLUMNS])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_batch_converter_equals_per_value_converter(col, data):
+    kind = data.draw(st.sampled_from(['mixed', 'ints', 'bytes']))
+    values = data.draw(st.lists({'mixed': ANY_VALUE, 'ints': st.one_of(st.none(), INTEGERS),
+                                 'bytes': st.one_of(st.none(), BYTES)}[kind], max_size=12))
+    assert batch(col, values) == per_value(col, values)
+
+
+@pytest.mark.parametrize('col, values, expected', [
+    (COLUMNS[0], [1, None, -7], ['1', NULL, '-7']),
+    (COLUMNS[1], [1, None, 2], ['1', None, '2']),
+    (COLUMNS[2], [2 ** 15, 1], [None, '1']),
+    (COLUMNS[4], [b'a\tb', None, b'c\\d'], ['a\\tb', NULL, 'c\\\\d']),
+    (COLUMNS[4], [b'ok', b'n\x00ul', b'\xff'], ['ok', None, None]),
+    (COLUMNS[6], [b'12345', b'123456'], ['12345', None]),
+    (COLUMNS[7], [b'running', b'sleeping', None], ['running', None, None]),
+    (COLUMNS[0], [], []),
+    (COLUMNS[4], [None, None], [NULL, NULL]),
+])
+def test_batch_converter_examples(col, values, expected):
+    assert batch(col, values) == expected
+
+
+def test_text_batch_decodes_once_and_keeps_large_values():
+    big = ('\u00e9' * 60000 + '\t').encode('utf-8')
+    assert batch(COLUMNS[4], [big, b'x']) == ['\u00e9' * 60000 + '\\t', 'x']
+
+
+# ---------------------------------------------------------------------------
+# A table a batch at a time = the same rows one by one
+# ---------------------------------------------------------------------------
+
+PARENT = TableSpec('parents', 'parents', [
+    column('id', 'integer', not_null=True), column('name', 'text', not_null=True, length=4),
+    column('size', 'bigint'),
+], uniques=[('name',)])
+CHILD = TableSpec('children', 'children', [
+    column('id', 'integer', not_null=True), column('parent_id', 'integer'),
+    column('status', 'text', not_null=True, default='pending', allowed=('pending', 'running')),
+    column('note', 'text'), column('seen', 'timestamptz', not_null=True),
+], fks=[ForeignKey(('parent_id',), 'parents', ('id',), 'SET NULL', 'children_parent_id_fkey')])
+
+IDS = st.one_of(st.integers(1, 12), st.none(), st.sampled_from([b'7', b'x', 2 ** 40]))
+PARENT_ROWS = st.lists(st.tuples(IDS, st.one_of(st.sampled_from([b'ab', b'cd', b'ab', b'toolong', None, b'\xff']), BYTES),
+                                 IDS), max_size=14)
+CHILD_ROWS = st.lists(st.tuples(IDS, IDS, st.sampled_from([b'pending', b'running', b'done', None, b'PENDING']),
+                                st.one_of(st.none(), BYTES),
+                                st.sampled_from([b'2024-01-02 03:04:05', 1704164645, b'2024-02-30 00:00:00', None,
+                                                 b'yesterday', 1704164645.5])), max_size=30)
+
+
+def _candidates(rows, idx):
+    counts = collections.Counter(tuple(row[i] for i in idx) for row in rows)
+    return set(key for key, count in counts.items() if count > 1 and None not in key)
+
+
+def run_tables(parents, children, policies, size):
+    """Check both tables (parents first) a batch of ``size`` at a time, or row by row when size is None."""
+    problems, rejects, registry = ProblemLog(100), RejectLog(io.StringIO()), KeyRegistry()
+    out = {}
+    for spec, rows, referenced in ((PARENT, parents, [('id',)]), (CHILD, children, [])):
+        checker = TableChecker(spec, policies, problems, rejects, registry, referenced=referenced,
+                               unique_candidates=[_candidates(rows, [spec.index_of(n) for n in cols]) for cols in spec.uniques])
+        if size is None:
+            lines = [line for line in (checker._check_row(row) for row in rows) if line is not None]
+            counts = (checker.skipped_rows, checker.fixed_rows, checker.failed_rows)
+        else:
+            batches = list(checker.batches(rows, size))
+            assert all(len(lines) <= size for lines in batches)
+            lines = [line for lines in batches for line in lines]
+            counts = (checker.skipped_rows, checker.fixed_rows, checker.failed_rows)
+            assert checker.source_rows == len(rows)
+            assert checker.kept_rows == len(lines)
+        out[spec.name] = (lines, counts)
+    return out, problems.items, problems.summary(), rejects.stream.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(parents=PARENT_ROWS, children=CHILD_ROWS, size=st.integers(1, 8),
+       chosen=st.lists(st.sampled_from(POLICIES), min_size=len(PROBLEM_CLASSES), max_size=len(PROBLEM_CLASSES)))
+def test_batches_equal_row_by_row(parents, children, size, chosen):
+    policies = resolve_policies(dict((cls, 'skip_row' if policy == 'fix' and cls not in FIXABLE else policy)
+                                     for cls, policy in zip(PROBLEM_CLASSES, chosen)))
+    assert run_tables(parents, children, policies, size) == run_tables(parents, children, policies, None)
+
+
+def test_batches_load_clean_rows_without_the_per_row_checks(monkeypatch):
+    """A clean batch never reaches the per-row checks; a bad row does, and only that row."""
+    checked = []
+    original = TableChecker._check_row
+
+    def spy(self, row):
+        checked.append(row[0])
+        return original(self, row)
+    monkeypatch.setattr(TableChecker, '_check_row', spy)
+    registry = KeyRegistry()
+    registry.sets('parents', ('id',))[0].update(['1', '2'])
+    checker = TableChecker(CHILD, resolve_policies({'enum': 'skip_row'}), ProblemLog(), RejectLog(None), registry)
+    rows = [(i, 1 + i % 2, b'pending', None, b'2024-01-02 03:04:05') for i in range(1, 8)]
+    rows[4] = (5, 1, b'asleep', None, b'2024-01-02 03:04:05')
+    lines = list(checker.lines(rows))
+    assert checked == [5]
+    assert [line.split('\t')[0] for line in lines] == ['1', '2', '3', '4', '6', '7']
+    assert checker.skipped_rows == 1
