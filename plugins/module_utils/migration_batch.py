@@ -21,8 +21,14 @@ batch is not of the plain shape these shortcuts need, the converter falls back t
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import datetime
+import itertools
+import operator
+import re
+
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import (
-    _COPY_SPECIAL, Problem, _escape_special,
+    _COPY_SPECIAL, _DATE_CACHE_LIMIT, _EPOCH_DATE, _FLOAT_FAST_LIMIT, _MS_FRACTIONS, EPOCH_MS_THRESHOLD, Problem,
+    _escape_special, _offset,
 )
 
 _NONE = type(None)
@@ -120,3 +126,200 @@ def texts(base, none_text, length=None, allowed=None):
             parts = _escape_special(text).split('\x00')
         return _with_nulls(values, present, parts, none_text)
     return convert
+
+
+# ---------------------------------------------------------------------------
+# Timestamps
+# ---------------------------------------------------------------------------
+
+_DAY = r'[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])'
+_TIME = r'(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]'
+
+
+def _run_of(pattern):
+    """A bytes pattern matching one or more ``pattern`` values joined by NUL."""
+    return re.compile(('(?:%s\x00)*%s' % (pattern, pattern)).encode('ascii'))
+
+
+# SQLite's CURRENT_TIMESTAMP, JavaScript's toISOString() and ISO 8601 with a millisecond and an offset.
+_SQLITE_RUN = _run_of(_DAY + ' ' + _TIME)
+_JS_RUN = _run_of(_DAY + 'T' + _TIME + r'\.[0-9]{3}Z')
+_OFFSET_RUN = _run_of(_DAY + 'T' + _TIME + r'\.[0-9]{3}[+-][0-9]{2}:[0-9]{2}')
+# Trailing zeros of a millisecond fraction before its 'Z', dropped as PostgreSQL prints it.
+_MS_ZEROS = [re.compile(r'(?<=\.[0-9][0-9])0(?=Z)'), re.compile(r'(?<=\.[0-9])0(?=Z)'), re.compile(r'\.0(?=Z)')]
+_DATE_PART = operator.itemgetter(slice(0, 10))
+_HEAD = operator.itemgetter(slice(0, 19))
+_MILLIS = operator.itemgetter(slice(19, 23))
+_ZONE = operator.itemgetter(slice(23, None))
+_FRACTION_PART = operator.itemgetter(2)
+_FORMAT = '%s %02d:%02d:%02d%s+00'.__mod__
+
+
+def _js_texts(text):
+    """Canonical texts of NUL-joined, validated 'YYYY-MM-DDTHH:MM:SS.mmmZ' values."""
+    for zeros in _MS_ZEROS:
+        text = zeros.sub('', text)
+    return text.replace('T', ' ').replace('Z', '+00').split('\x00')
+
+
+class _Timestamps(object):
+    """Batch converter of a timestamptz column: each form of a batch converted at once.
+
+    Values are grouped by type (and byte strings by length); each group of a form that has a
+    shortcut is converted with a few whole-group operations, with the same validity rules
+    and the same text as :class:`TimestampConverter`, whose caches of validated dates it
+    shares.  A group that breaks any rule, and every other form, goes through the converter
+    value by value.
+    """
+
+    def __init__(self, converter, none_text):
+        self.converter = converter
+        self.none_text = none_text
+        self.fallback = each(converter, none_text)
+        self.by_length = {19: self._sqlite, 24: self._js, 29: self._offset}
+
+    def __call__(self, values):
+        kinds = set(map(type, values))
+        if len(kinds) == 1 and _NONE not in kinds:
+            return self._group(kinds.pop(), values)
+        out = [self.none_text if value is None else None for value in values]
+        types = list(map(type, values))
+        for kind in kinds:
+            if kind is _NONE:
+                continue
+            where = list(itertools.compress(range(len(values)), map(operator.is_, types, itertools.repeat(kind))))
+            for i, text in zip(where, self._group(kind, list(map(values.__getitem__, where)))):
+                out[i] = text
+        return out
+
+    def _group(self, kind, values):
+        texts = None
+        if kind is bytes:
+            texts = self._bytes(values)
+        elif kind is int:
+            texts = self._ints(values)
+        elif kind is float:
+            texts = self._floats(values)
+        return texts if texts is not None else self.fallback(values)
+
+    def _bytes(self, values):
+        sizes = list(map(len, values))
+        lengths = set(sizes)
+        if len(lengths) == 1:
+            form = self.by_length.get(lengths.pop())
+            return form(values) if form is not None else None
+        out = [None] * len(values)
+        for size in lengths:
+            where = list(itertools.compress(range(len(values)), map(operator.eq, sizes, itertools.repeat(size))))
+            group = list(map(values.__getitem__, where))
+            form = self.by_length.get(size)
+            texts = form(group) if form is not None else None
+            if texts is None:
+                texts = self.fallback(group)
+            for i, text in zip(where, texts):
+                out[i] = text
+        return out
+
+    def _valid_dates(self, parts):
+        days = self.converter._days
+        try:
+            for date in set(map(_DATE_PART, parts)).difference(days):
+                self.converter._day_number(date, date)
+        except Problem:
+            return False
+        return True
+
+    def _sqlite(self, values):
+        joined = b'\x00'.join(values)
+        if _SQLITE_RUN.fullmatch(joined) is None:
+            return None
+        text = joined.decode('ascii')
+        parts = text.split('\x00')
+        if not self._valid_dates(parts):
+            return None
+        return (text.replace('\x00', '+00\x00') + '+00').split('\x00')
+
+    def _js(self, values):
+        joined = b'\x00'.join(values)
+        if _JS_RUN.fullmatch(joined) is None:
+            return None
+        text = joined.decode('ascii')
+        if not self._valid_dates(text.split('\x00')):
+            return None
+        return _js_texts(text)
+
+    def _offset(self, values):
+        joined = b'\x00'.join(values)
+        if _OFFSET_RUN.fullmatch(joined) is None:
+            return None
+        parts = joined.decode('ascii').split('\x00')
+        zones = {}
+        try:
+            for zone in set(map(_ZONE, parts)):
+                zones[zone] = datetime.timedelta(seconds=_offset(zone, zone))
+            moments = list(map(operator.sub, map(datetime.datetime.fromisoformat, map(_HEAD, parts)),
+                               map(zones.__getitem__, map(_ZONE, parts))))
+        except (Problem, ValueError, OverflowError):
+            return None
+        heads = map(operator.methodcaller('isoformat', 'T'), moments)
+        return _js_texts('Z\x00'.join(map(operator.add, heads, map(_MILLIS, parts))) + 'Z')
+
+    def _ints(self, values):
+        """Epoch seconds and epoch milliseconds (told apart by magnitude, as TimestampConverter does)."""
+        seconds = list(map(operator.lt, map(abs, values), itertools.repeat(EPOCH_MS_THRESHOLD)))
+        if all(seconds):
+            return self._epoch(values, itertools.repeat(''))
+        if not any(seconds):
+            return self._millis(values)
+        out = [None] * len(values)
+        for flag, convert in ((True, lambda group: self._epoch(group, itertools.repeat(''))), (False, self._millis)):
+            where = list(itertools.compress(range(len(values)), map(operator.is_, seconds, itertools.repeat(flag))))
+            group = list(map(values.__getitem__, where))
+            texts = convert(group)
+            if texts is None:
+                texts = self.fallback(group)
+            for i, text in zip(where, texts):
+                out[i] = text
+        return out
+
+    def _millis(self, values):
+        seconds, millis = zip(*map(divmod, values, itertools.repeat(1000)))
+        return self._epoch(seconds, map(_MS_FRACTIONS.__getitem__, millis))
+
+    def _floats(self, values):
+        reprs = list(map(repr, values))
+        joined = '\x00'.join(reprs)
+        if 'e' in joined or 'n' in joined or not -_FLOAT_FAST_LIMIT < min(values) <= max(values) < _FLOAT_FAST_LIMIT:
+            return None
+        if max(map(len, map(_FRACTION_PART, map(operator.methodcaller('partition', '.'), reprs)))) > 6:
+            return None
+        # As TimestampConverter: at most 6 decimals and |x| < 9e9, so x * 1e6 rounds to the microseconds.
+        seconds, micros = zip(*map(divmod, map(round, map(operator.mul, values, itertools.repeat(1000000.0))),
+                                   itertools.repeat(1000000)))
+        fractions = ['' if fraction == '.' else fraction
+                     for fraction in map(operator.methodcaller('rstrip', '0'), map('.%06d'.__mod__, micros))]
+        return self._epoch(seconds, fractions)
+
+    def _epoch(self, seconds, fractions):
+        """Canonical texts of epoch ``seconds`` plus fraction texts, as TimestampConverter._text."""
+        days, rest = zip(*map(divmod, seconds, itertools.repeat(86400)))
+        dates = self.converter._dates
+        missing = set(days).difference(dates)
+        if missing:
+            if len(dates) + len(missing) > _DATE_CACHE_LIMIT:
+                dates.clear()
+                missing = set(days)
+            try:
+                for day in missing:
+                    dates[day] = (_EPOCH_DATE + datetime.timedelta(days=day)).isoformat()
+            except OverflowError:
+                return None
+        hours = map(operator.floordiv, rest, itertools.repeat(3600))
+        minutes = map(operator.floordiv, map(operator.mod, rest, itertools.repeat(3600)), itertools.repeat(60))
+        secs = map(operator.mod, rest, itertools.repeat(60))
+        return list(map(_FORMAT, zip(map(dates.__getitem__, days), hours, minutes, secs, fractions)))
+
+
+def timestamps(converter, none_text):
+    """Batch converter of a timestamptz column whose per-value converter is ``converter``."""
+    return _Timestamps(converter, none_text)

@@ -364,6 +364,8 @@ def batch_converter(col, base, none_text):
         return migration_batch.integers(base, none_text, low, high)
     if col.kind == 'text':
         return migration_batch.texts(base, none_text, col.length, col.allowed)
+    if col.kind == 'timestamptz':
+        return migration_batch.timestamps(base, none_text)
     return migration_batch.each(base, none_text)
 
 

@@ -14,13 +14,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import datetime
 import io
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_batch
-from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import NULL, Problem
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import NULL, Problem, TimestampConverter
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
     FIXABLE, POLICIES, PROBLEM_CLASSES, ForeignKey, KeyRegistry, ProblemLog, RejectLog, TableChecker, TableSpec, batch_converter,
     column, make_converter, resolve_policies,
@@ -172,3 +173,49 @@ def test_batches_load_clean_rows_without_the_per_row_checks(monkeypatch):
     assert checked == [5]
     assert [line.split('\t')[0] for line in lines] == ['1', '2', '3', '4', '6', '7']
     assert checker.skipped_rows == 1
+
+
+# ---------------------------------------------------------------------------
+# Timestamps: every form, valid and not, mixed in one batch
+# ---------------------------------------------------------------------------
+
+MOMENTS = st.datetimes(min_value=datetime.datetime(1, 1, 2), max_value=datetime.datetime(9999, 12, 30))
+ZONES = st.one_of(st.sampled_from(['+00:00', '-00:00', '+05:30', '-08:00', '+14:00', '+15:59', '+16:00', '-03:61']),
+                  st.from_regex(r'\A[+-][0-9]{2}:[0-9]{2}\Z'))
+
+
+def _forms(moment, zone, millis, epoch, real):
+    stamp = moment.strftime('%Y-%m-%d %H:%M:%S') if moment.year >= 1000 else '%04d%s' % (moment.year, moment.strftime('-%m-%d %H:%M:%S'))
+    iso = stamp.replace(' ', 'T') + '.%03d' % millis
+    return [stamp.encode(), (iso + 'Z').encode(), (iso + zone).encode(), epoch, epoch * 1000 + millis, real]
+
+
+TIMESTAMPS = st.one_of(
+    st.builds(_forms, MOMENTS, ZONES, st.integers(0, 999), st.integers(-2 ** 40, 2 ** 40),
+              st.one_of(st.floats(-1e10, 1e10), st.integers(-9 * 10 ** 14, 9 * 10 ** 14).map(lambda n: n / 1000.0),
+                        st.integers(-9 * 10 ** 14, 9 * 10 ** 14).map(lambda n: n / 1000000.0))).flatmap(st.sampled_from),
+    st.sampled_from([b'2024-02-30 10:00:00', b'2023-02-29T00:00:00.000Z', b'2024-01-01 24:00:00', b'2024-13-01T00:00:00.000Z',
+                     b'0000-01-01 00:00:00', b'0001-01-01T00:30:00.000+01:00', b'9999-12-31T23:30:00.000-01:00',
+                     '\u0662\u0660\u0662\u0663-01-01 00:00:00'.encode('utf-8'), b'2024-01-01 00:00:0\xff', b'2024-01-01',
+                     10 ** 20, -10 ** 20, float('nan'), float('inf'), -0.0, 0.5, 1704164645.1234567, b'x' * 24, None]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=st.lists(TIMESTAMPS, max_size=12))
+def test_timestamp_batches_equal_the_timestamp_converter(values):
+    for col in (COLUMNS[10], column('ts_null', 'timestamptz')):
+        assert batch(col, values) == per_value(col, values)
+
+
+@pytest.mark.parametrize('values', [
+    [b'2024-01-02 03:04:05', b'2024-02-29 23:59:59'],
+    [b'2024-01-02T03:04:05.120Z', b'2024-01-02T03:04:05.000Z', b'2024-01-02T03:04:05.007Z'],
+    [b'2024-01-01T00:30:00.100+01:00', b'2024-01-02T03:04:05.123-05:30'],
+    [1704164645, -86400, 99999999999], [1704164645123, 1704164645000],
+    [1704164645.5, 1704164645.123, 0.000001],
+])
+def test_timestamp_batches_of_one_form(values):
+    """Homogeneous batches (the real-world case) take the whole-batch shortcut and agree."""
+    converter = TimestampConverter()
+    assert batch(COLUMNS[10], values) == [converter(value) for value in values]
