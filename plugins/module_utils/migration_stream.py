@@ -17,6 +17,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import itertools
+import operator
 import threading
 
 try:
@@ -29,6 +31,11 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_chec
 CHUNK_BYTES = 1 << 20
 QUEUE_CHUNKS = 4
 EXAMPLES = 5
+# Target rows compared together (TargetSink.flush).
+SINK_ROWS = 1000
+_FIRST = operator.itemgetter(0)
+_SECOND = operator.itemgetter(1)
+_SPLIT_FIRST = operator.methodcaller('partition', b'\t')
 
 
 def key_text_function(spec):
@@ -170,6 +177,20 @@ class Comparison(object):
             self._example('only_in_target', key)
         self._next = nxt
 
+    def target_batch(self, keys, digests, lines=None):
+        """Several target rows at once: a run that matches the next source rows exactly costs two list compares."""
+        count = len(keys)
+        if self._next is not None and count:
+            head = [self._next]
+            head.extend(itertools.islice(self._source, count - 1))
+            if len(head) == count and list(map(_FIRST, head)) == keys and list(map(_SECOND, head)) == digests:
+                self.matched += count
+                self._next = next(self._source, None)
+                return
+            self._source = itertools.chain(head[1:], self._source)
+        for key, digest, line in zip(keys, digests, lines or itertools.repeat(None)):
+            self.target(key, digest, line)
+
     def finish(self):
         nxt = self._next
         while nxt is not None:
@@ -210,6 +231,10 @@ class MultisetComparison(object):
         self.target_rows += 1
         self.target_sum = (self.target_sum + int(digest, 16)) % (1 << 128)
 
+    def target_batch(self, keys, digests, lines=None):
+        for digest in digests:
+            self.target(None, digest)
+
     def finish(self):
         return self
 
@@ -223,7 +248,12 @@ class MultisetComparison(object):
 
 
 class TargetSink(object):
-    """File-like object for ``COPY (...) TO STDOUT``: feeds each target row to a comparison."""
+    """File-like object for ``COPY (...) TO STDOUT``: feeds the target rows to a comparison in batches.
+
+    psycopg2 calls :meth:`write` once per row; the rows are kept until :data:`SINK_ROWS` have
+    arrived and then hashed and handed over together (:meth:`flush`), so a comparison can
+    match a whole batch of keys and checksums at once.
+    """
 
     def __init__(self, comparison, spec, keep_lines=False):
         self.comparison = comparison
@@ -233,24 +263,31 @@ class TargetSink(object):
         self._int_first = idx == [0] and spec.key_kinds()[0] in ('integer', 'bigint', 'smallint')
         self._idx = idx
         self._key_fn = key_function(spec.key_kinds()) if spec.pk else None
+        self._pending = []
 
     def write(self, data):
         if not isinstance(data, bytes):
             data = data.encode('utf-8')
-        line = data[:-1] if data.endswith(b'\n') else data
-        self.rows += 1
-        digest = hashlib.md5(line).hexdigest()
+        self._pending.append(data[:-1] if data.endswith(b'\n') else data)
+        if len(self._pending) >= SINK_ROWS:
+            self.flush()
+
+    def flush(self):
+        lines, self._pending = self._pending, []
+        if not lines:
+            return
+        self.rows += len(lines)
+        md5 = hashlib.md5
+        digests = [md5(line).hexdigest() for line in lines]
+        texts = [line.decode('utf-8') for line in lines] if self.keep_lines or not self._int_first else None
         if self._int_first:
-            cut = line.find(b'\t')
-            key = int(line if cut < 0 else line[:cut])
-            text = line.decode('utf-8') if self.keep_lines else None
+            keys = list(map(int, map(_FIRST, map(_SPLIT_FIRST, lines))))
         elif self._key_fn is not None:
-            text = line.decode('utf-8')
-            fields = text.split('\t')
-            key = self._key_fn([fields[i] for i in self._idx])
+            key_fn, idx = self._key_fn, self._idx
+            keys = [key_fn([fields[i] for i in idx]) for fields in (text.split('\t') for text in texts)]
         else:
-            key, text = None, None
-        self.comparison.target(key, digest, text)
+            keys = [None] * len(lines)
+        self.comparison.target_batch(keys, digests, texts if self.keep_lines else None)
 
 
 def spill_source(spill, spec):
@@ -279,5 +316,6 @@ def target_copy_sql(schema, spec):
 def stream_target(cur, schema, spec, comparison, keep_lines=False):
     sink = TargetSink(comparison, spec, keep_lines)
     cur.copy_expert(target_copy_sql(schema, spec), sink, size=CHUNK_BYTES)
+    sink.flush()
     comparison.finish()
     return sink.rows
