@@ -38,6 +38,8 @@ FIXABLE = ('json', 'boolean', 'enum', 'not_null', 'orphan', 'utf8', 'nul')
 _TRUE_WORDS = ('true', 't', 'yes', 'y', 'on')
 _FALSE_WORDS = ('false', 'f', 'no', 'n', 'off')
 _INT_RANGES = {'smallint': (INT2_MIN, INT2_MAX), 'integer': (INT4_MIN, INT4_MAX), 'bigint': (INT8_MIN, INT8_MAX)}
+NUMERIC_MAX_INTEGER_DIGITS = 131072
+NUMERIC_MAX_SCALE = 16383
 # Rows converted column by column at a time (TableChecker.batches).
 BATCH_ROWS = 1000
 
@@ -217,6 +219,10 @@ def _numeric_converter(col):
         number = to_decimal(value)
         if number is None:
             raise Problem('type', 'not a number', value)
+        # PostgreSQL's numeric holds up to 131072 digits before the point and 16383 after it.
+        if ((number.adjusted() >= NUMERIC_MAX_INTEGER_DIGITS and not number.is_zero())
+                or (scale is None and -number.as_tuple().exponent > NUMERIC_MAX_SCALE)):
+            raise Problem('type', 'value overflows numeric format', value)
         try:
             text = numeric_text(number, scale)
         except decimal.InvalidOperation:  # rounding to the scale needs more than 28 digits
@@ -238,7 +244,11 @@ def _float_converter(col):
         number = to_decimal(value)
         if number is None:
             raise Problem('type', 'not a number', value)
-        return float8_text(float(number))
+        real = float(number)
+        # PostgreSQL refuses text that overflows to infinity or underflows to zero (float8in).
+        if math.isinf(real) or (real == 0 and not number.is_zero()):
+            raise Problem('type', 'out of range for type double precision', value)
+        return float8_text(real)
     return convert
 
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_batch
-from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import NULL, Problem, TimestampConverter
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import NULL, Fixed, Problem, TimestampConverter
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
     FIXABLE, POLICIES, PROBLEM_CLASSES, ForeignKey, KeyRegistry, ProblemLog, RejectLog, TableChecker, TableSpec, batch_converter,
     column, make_converter, resolve_policies,
@@ -219,3 +219,54 @@ def test_timestamp_batches_of_one_form(values):
     """Homogeneous batches (the real-world case) take the whole-batch shortcut and agree."""
     converter = TimestampConverter()
     assert batch(COLUMNS[10], values) == [converter(value) for value in values]
+
+
+# ---------------------------------------------------------------------------
+# No value crashes a converter: each gives a text or a Problem (or Fixed under fix)
+# ---------------------------------------------------------------------------
+
+EVERY_KIND = COLUMNS + [
+    column('d', 'date'), column('blob', 'bytea'), column('num', 'numeric'), column('num_6_3', 'numeric', scale=3, length=6),
+    column('obj', 'jsonb', shape='object', default='{}'), column('any_json', 'jsonb'),
+    column('enum_fix', 'text', not_null=True, default='a', allowed=('a', 'b'), fix_map={'x': 'a', 'y': 'zzz'}),
+]
+WILD = st.one_of(ANY_VALUE, st.floats(allow_nan=True, allow_infinity=True), st.integers(),
+                 st.sampled_from([b'1E100', b'-1e-400', b'NaN', b'inf', b'  12  ', b'0x10', b'1_000', b'{"a": 1}', b'[1, 2]',
+                                  b'[1, 2', b'{"a": "\\u0000"}', b'"s"', b'null', b'true', b'yes', b'maybe', b' ', b'x', b'y',
+                                  b'2024-01-01', b'2024-01-01 00:00:01', b'\xed\xa0\x80', b'\xef\xbb\xbf[]',
+                                  b'[1e400]', b'{"a": NaN}', b'[' * 2000 + b']' * 2000]),
+                 st.text(max_size=8).map(lambda text: text.encode('utf-8', 'surrogatepass')))
+
+
+@pytest.mark.parametrize('col', EVERY_KIND, ids=[col.name for col in EVERY_KIND])
+@pytest.mark.parametrize('policy', POLICIES)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=WILD)
+def test_converters_never_crash(col, policy, value):
+    policies = resolve_policies(dict((cls, policy if policy != 'fix' or cls in FIXABLE else 'fail') for cls in PROBLEM_CLASSES))
+    _base, _none_text, full = make_converter(col, policies)
+    try:
+        text = full(value)
+    except (Problem, Fixed) as outcome:
+        text = getattr(outcome, 'text', None)
+        assert text is None or isinstance(text, str)
+        return
+    assert isinstance(text, str)
+
+
+@pytest.mark.parametrize('col, value, expected', [
+    (column('f', 'float8'), b'1e999999999', 'type'), (column('f', 'float8'), b'-1e-400', 'type'),
+    (column('f', 'float8'), b'9' * 400, 'type'), (column('f', 'float8'), b'4.9e-324', '5e-324'),
+    (column('f', 'float8'), b'0e-500', '0'), (column('f', 'float8'), b'1e308', '1e+308'),
+    (column('n', 'numeric'), b'1e999999999', 'type'), (column('n', 'numeric'), b'1e131072', 'type'),
+    (column('n', 'numeric'), b'1e-16384', 'type'), (column('n', 'numeric'), b'0e-99999', 'type'), (column('n', 'numeric'), b'0e99999', '0'),
+    (column('n', 'numeric'), b'1e-16383', '0.' + '0' * 16382 + '1'), (column('n', 'numeric'), b'1e3', '1000'),
+    (column('n', 'numeric', scale=3, length=6), b'1e-16384', '0.000'),
+])
+def test_numbers_postgresql_refuses_are_type_problems(col, value, expected):
+    """Text PostgreSQL's float8in and numeric_in refuse is reported, not turned into Infinity, 0 or a gigabyte of digits."""
+    _base, _none_text, full = make_converter(col, resolve_policies({}))
+    try:
+        assert full(value) == expected
+    except Problem as problem:
+        assert problem.cls == expected
