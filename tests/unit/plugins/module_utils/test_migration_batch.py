@@ -270,3 +270,50 @@ def test_numbers_postgresql_refuses_are_type_problems(col, value, expected):
         assert full(value) == expected
     except Problem as problem:
         assert problem.cls == expected
+
+
+# ---------------------------------------------------------------------------
+# Whatever a converter accepts, PostgreSQL accepts and prints back identically
+# ---------------------------------------------------------------------------
+
+WIRE = [  # (converter column, PostgreSQL type)
+    (column('i2', 'smallint'), 'smallint'), (column('i4', 'integer'), 'integer'), (column('i8', 'bigint'), 'bigint'),
+    (column('t', 'text'), 'text'), (column('v', 'text', length=5), 'varchar(5)'), (column('f', 'float8'), 'double precision'),
+    (column('n', 'numeric'), 'numeric'), (column('n2', 'numeric', scale=2, length=5), 'numeric(5,2)'),
+    (column('b', 'boolean'), 'boolean'), (column('ts', 'timestamptz'), 'timestamptz'), (column('d', 'date'), 'date'),
+    (column('j', 'jsonb'), 'jsonb'), (column('blob', 'bytea'), 'bytea'),
+]
+
+
+@pytest.fixture(scope='module')
+def wire_db(postgresql_server):
+    name = postgresql_server.create_database('wire')
+    yield name
+    postgresql_server.drop_database(name)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=st.lists(st.lists(st.one_of(WILD, TIMESTAMPS), min_size=len(WIRE), max_size=len(WIRE)), min_size=1, max_size=25))
+def test_accepted_values_load_and_print_back_identically(postgresql_server, wire_db, rows):
+    converters = [make_converter(col, resolve_policies({}))[2] for col, _type in WIRE]
+    lines = []
+    for number, row in enumerate(rows):
+        texts = [str(number)]
+        for convert, value in zip(converters, row):
+            try:
+                texts.append(convert(value))
+            except Problem:
+                texts.append(NULL)  # refused here: PostgreSQL never sees it
+        lines.append('\t'.join(texts))
+    conn = postgresql_server.connect(wire_db)
+    try:
+        cur = conn.cursor()
+        cur.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1; SET bytea_output = 'hex'")
+        cur.execute('CREATE TEMP TABLE wire (id integer, %s)' % ', '.join('%s %s' % (col.name, kind) for col, kind in WIRE))
+        cur.copy_expert('COPY wire FROM STDIN', io.BytesIO(('\n'.join(lines) + '\n').encode('utf-8')))
+        out = io.BytesIO()
+        cur.copy_expert('COPY (SELECT * FROM wire ORDER BY id) TO STDOUT', out)
+        cur.execute('DROP TABLE wire')
+    finally:
+        conn.close()
+    assert out.getvalue().decode('utf-8').split('\n')[:-1] == lines
