@@ -585,8 +585,7 @@ class TableChecker(object):
     def lines(self, rows):
         """Yield the canonical line of every row to load, in source order."""
         for batch in self.batches(rows):
-            for line in batch:
-                yield line
+            yield from batch
 
     def batches(self, rows, size=None):
         """Yield lists of the canonical lines to load, in source order, a batch of rows at a time.

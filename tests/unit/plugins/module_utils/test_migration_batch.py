@@ -20,7 +20,6 @@ import io
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_batch
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import NULL, Fixed, Problem, TimestampConverter
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
     FIXABLE, POLICIES, PROBLEM_CLASSES, ForeignKey, KeyRegistry, ProblemLog, RejectLog, TableChecker, TableSpec, batch_converter,
