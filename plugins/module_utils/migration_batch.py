@@ -32,10 +32,6 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_cano
 )
 
 _NONE = type(None)
-_INTS = frozenset((int,))
-_INTS_OR_NULL = frozenset((int, _NONE))
-_BYTES = frozenset((bytes,))
-_BYTES_OR_NULL = frozenset((bytes, _NONE))
 _NULLS = frozenset((_NONE,))
 
 
@@ -68,24 +64,39 @@ def _with_nulls(values, present, texts, none_text):
     return [none_text if value is None else next(it) for value in values]
 
 
-def integers(base, none_text, low, high):
-    """Integer columns without a CHECK range: SQLite INTEGERs within the type's range print with str()."""
-    fallback = each(base, none_text)
+def _typed(kind, none_text, fallback, convert_present):
+    """Batch converter for a column whose values are all ``kind`` or NULL.
+
+    ``convert_present`` gets the non-NULL values and returns their texts, or None when the
+    batch needs the per-value ``fallback`` (which also takes any batch with other types).
+    """
+    only, or_null = frozenset((kind,)), frozenset((kind, _NONE))
 
     def convert(values):
         kinds = set(map(type, values))
-        if kinds == _INTS:
+        if kinds == only:
             present = values
-        elif kinds == _INTS_OR_NULL:
+        elif kinds == or_null:
             present = [value for value in values if value is not None]
         elif kinds == _NULLS or not kinds:
             return [none_text] * len(values)
         else:
             return fallback(values)
-        if min(present) < low or max(present) > high:
+        texts = convert_present(present)
+        if texts is None:
             return fallback(values)
-        return _with_nulls(values, present, list(map(str, present)), none_text)
+        return _with_nulls(values, present, texts, none_text)
     return convert
+
+
+def integers(base, none_text, low, high):
+    """Integer columns without a CHECK range: SQLite INTEGERs within the type's range print with str()."""
+
+    def present_texts(present):
+        if min(present) < low or max(present) > high:
+            return None
+        return list(map(str, present))
+    return _typed(int, none_text, each(base, none_text), present_texts)
 
 
 def texts(base, none_text, length=None, allowed=None):
@@ -96,36 +107,36 @@ def texts(base, none_text, length=None, allowed=None):
     so an invalid sequence cannot be completed across a gap).  The COPY escapes replace
     single characters, so escaping the join and splitting it gives each value's escape.
     """
-    fallback = each(base, none_text)
     allowed = frozenset(allowed) if allowed is not None else None
     special = _COPY_SPECIAL.search
 
-    def convert(values):
-        kinds = set(map(type, values))
-        if kinds == _BYTES:
-            present = values
-        elif kinds == _BYTES_OR_NULL:
-            present = [value for value in values if value is not None]
-        elif kinds == _NULLS or not kinds:
-            return [none_text] * len(values)
-        else:
-            return fallback(values)
+    def present_texts(present):
         joined = b'\x00'.join(present)
         if joined.count(b'\x00') != len(present) - 1:
-            return fallback(values)
+            return None
         try:
             text = joined.decode('utf-8')
         except UnicodeDecodeError:
-            return fallback(values)
+            return None
         parts = text.split('\x00')
         if length is not None and max(map(len, parts)) > length:
-            return fallback(values)
+            return None
         if allowed is not None and not allowed.issuperset(parts):
-            return fallback(values)
+            return None
         if special(text) is not None:
             parts = _escape_special(text).split('\x00')
-        return _with_nulls(values, present, parts, none_text)
-    return convert
+        return parts
+    return _typed(bytes, none_text, each(base, none_text), present_texts)
+
+
+def _grouped(values, labels, convert):
+    """Texts of ``values`` converted group by group: ``convert(label, group)`` for each distinct label."""
+    out = [None] * len(values)
+    for label in set(labels):
+        where = list(itertools.compress(range(len(values)), map(operator.eq, labels, itertools.repeat(label))))
+        for i, text in zip(where, convert(label, list(map(values.__getitem__, where)))):
+            out[i] = text
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -182,43 +193,34 @@ class _Timestamps(object):
         kinds = set(map(type, values))
         if len(kinds) == 1 and _NONE not in kinds:
             return self._group(kinds.pop(), values)
-        out = [self.none_text if value is None else None for value in values]
-        types = list(map(type, values))
-        for kind in kinds:
-            if kind is _NONE:
-                continue
-            where = list(itertools.compress(range(len(values)), map(operator.is_, types, itertools.repeat(kind))))
-            for i, text in zip(where, self._group(kind, list(map(values.__getitem__, where)))):
-                out[i] = text
-        return out
+        return _grouped(values, list(map(type, values)), self._group)
 
     def _group(self, kind, values):
+        if kind is _NONE:
+            return [self.none_text] * len(values)
         texts = None
         if kind is bytes:
-            texts = self._bytes(values)
+            texts = _grouped(values, list(map(len, values)), self._bytes)
         elif kind is int:
-            texts = self._ints(values)
+            texts = _grouped(values, list(map(operator.lt, map(abs, values), itertools.repeat(EPOCH_MS_THRESHOLD))),
+                             self._ints)
         elif kind is float:
             texts = self._floats(values)
         return texts if texts is not None else self.fallback(values)
 
-    def _bytes(self, values):
-        sizes = list(map(len, values))
-        lengths = set(sizes)
-        if len(lengths) == 1:
-            form = self.by_length.get(lengths.pop())
-            return form(values) if form is not None else None
-        out = [None] * len(values)
-        for size in lengths:
-            where = list(itertools.compress(range(len(values)), map(operator.eq, sizes, itertools.repeat(size))))
-            group = list(map(values.__getitem__, where))
-            form = self.by_length.get(size)
-            texts = form(group) if form is not None else None
-            if texts is None:
-                texts = self.fallback(group)
-            for i, text in zip(where, texts):
-                out[i] = text
-        return out
+    def _bytes(self, size, values):
+        form = self.by_length.get(size)
+        texts = form(values) if form is not None else None
+        return texts if texts is not None else self.fallback(values)
+
+    def _ints(self, seconds, values):
+        """Epoch seconds, or epoch milliseconds (told apart by magnitude, as TimestampConverter does)."""
+        if seconds:
+            texts = self._epoch(values, itertools.repeat(''))
+        else:
+            whole, millis = zip(*map(divmod, values, itertools.repeat(1000)))
+            texts = self._epoch(whole, map(_MS_FRACTIONS.__getitem__, millis))
+        return texts if texts is not None else self.fallback(values)
 
     def _valid_dates(self, parts):
         days = self.converter._days
@@ -263,28 +265,6 @@ class _Timestamps(object):
             return None
         heads = map(operator.methodcaller('isoformat', 'T'), moments)
         return _js_texts('Z\x00'.join(map(operator.add, heads, map(_MILLIS, parts))) + 'Z')
-
-    def _ints(self, values):
-        """Epoch seconds and epoch milliseconds (told apart by magnitude, as TimestampConverter does)."""
-        seconds = list(map(operator.lt, map(abs, values), itertools.repeat(EPOCH_MS_THRESHOLD)))
-        if all(seconds):
-            return self._epoch(values, itertools.repeat(''))
-        if not any(seconds):
-            return self._millis(values)
-        out = [None] * len(values)
-        for flag, convert in ((True, lambda group: self._epoch(group, itertools.repeat(''))), (False, self._millis)):
-            where = list(itertools.compress(range(len(values)), map(operator.is_, seconds, itertools.repeat(flag))))
-            group = list(map(values.__getitem__, where))
-            texts = convert(group)
-            if texts is None:
-                texts = self.fallback(group)
-            for i, text in zip(where, texts):
-                out[i] = text
-        return out
-
-    def _millis(self, values):
-        seconds, millis = zip(*map(divmod, values, itertools.repeat(1000)))
-        return self._epoch(seconds, map(_MS_FRACTIONS.__getitem__, millis))
 
     def _floats(self, values):
         reprs = list(map(repr, values))
