@@ -379,14 +379,20 @@ def test_killed_mid_load_leaves_target_unchanged_and_rerun_succeeds(postgresql_s
 # Memory stays flat
 # ---------------------------------------------------------------------------
 
+# The child's own peak: VmHWM belongs to its address space.  Its ru_maxrss would not do: Linux carries
+# the spawning process's high-water mark across exec, so it would report pytest's peak instead.
+PEAK_RSS = textwrap.dedent('''
+    import re
+    with open('/proc/self/status') as status:
+        print(int(re.search(r'VmHWM:\\s+(\\d+) kB', status.read()).group(1)) // 1024)
+''')
 RSS_CHILD = textwrap.dedent('''
-    import json, resource, sys
+    import json, sys
     sys.path.insert(0, {collections!r})
     from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load
     result = migration_load.run(json.loads(sys.argv[1]))
     assert result['validation']['checksums_match']
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-''')
+''') + PEAK_RSS
 
 
 def _peak_rss_mb(server, db, src, tmp_path):
@@ -408,6 +414,16 @@ def test_memory_stays_flat_when_the_data_grows_tenfold(postgresql_server, app_te
             postgresql_server.drop_database(db)
     assert peaks[1] < 150
     assert peaks[1] - peaks[0] < 12, peaks
+
+
+def test_the_peak_measured_is_the_childs_own(tmp_path):
+    """The measurement above sees the child's memory, not the larger memory of the process that starts it."""
+    script = tmp_path / 'hwm.py'
+    script.write_text("x = bytearray(40 << 20)\nx[::4096] = b'\\1' * len(x[::4096])\n" + PEAK_RSS)
+    ballast = bytearray(200 << 20)
+    ballast[::4096] = b'\1' * len(ballast[::4096])
+    peak = int(subprocess.check_output([sys.executable, str(script)]).decode().split()[-1])
+    assert 40 <= peak < 150, peak
 
 
 # ---------------------------------------------------------------------------
