@@ -69,7 +69,7 @@ sanity: deps
 	  && ansible-test sanity --python 3.11 --requirements --color no
 
 unit: deps
-	pytest -q tests/unit
+	HYPOTHESIS_PROFILE=repeatable pytest -q tests/unit
 
 molecule: images pgdg-repo
 	@for s in $(SCENARIOS); do \

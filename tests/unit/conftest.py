@@ -6,6 +6,7 @@
 
 * ``collections/`` goes on sys.path so ``ansible_collections.agent_ui.postgresql`` imports
   from this checkout, and ``tests/support`` so tests can import the app SQLite generator.
+* ``HYPOTHESIS_PROFILE=repeatable`` (set by ``make unit``) makes the property tests deterministic.
 * ``postgresql_server``: a throwaway PostgreSQL (``tests/support/pg_server.py``, the same class
   the benchmark uses), listening only on a Unix socket in a temporary directory, stopped and
   removed after the session.  Under root it runs as ``nobody``.  The tests that need it are
@@ -21,8 +22,14 @@ import pathlib
 import sys
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+
+# `make unit` (and so `make test` and CI) runs the property tests on fixed examples, so a run can be repeated
+# exactly; plain `pytest` draws new random examples every time, to keep exploring.
+hypothesis_settings.register_profile('repeatable', derandomize=True, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'default'))
 for _path in (REPO / 'collections', REPO / 'tests' / 'support'):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
