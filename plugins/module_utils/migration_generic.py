@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import hashlib
 import re
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
@@ -49,6 +50,9 @@ CAST_TYPES = (
     (r'^(timestamptz|timestamp with time zone)$', 'timestamptz'), (r'^(date)$', 'date'),
     (r'^(jsonb)$', 'jsonb'), (r'^(bytea)$', 'bytea'),
 )
+
+# PostgreSQL keeps the first 63 bytes of an identifier (NAMEDATALEN - 1) and drops the rest with a NOTICE.
+MAX_IDENTIFIER_BYTES = 63
 
 _LITERAL_DEFAULT = re.compile(r"^(NULL|TRUE|FALSE|CURRENT_TIMESTAMP|CURRENT_DATE|[+-]?\d+(\.\d+)?|'([^']|'')*')$", re.I)
 
@@ -132,6 +136,34 @@ def _load_order(names, parents):
     return order
 
 
+def constraint_name(table, columns, suffix):
+    """PostgreSQL's ``<table>_<columns>_<suffix>`` name, shortened with a hash when it would pass 63 bytes.
+
+    PostgreSQL would cut a longer name silently, and two cut names can collide; the hash of the
+    whole name keeps the shortened ones distinct and the same on every run.
+    """
+    name = '_'.join([table] + list(columns) + [suffix])
+    if len(name.encode('utf-8')) <= MAX_IDENTIFIER_BYTES:
+        return name
+    tail = '_%s_%s' % (hashlib.sha256(name.encode('utf-8')).hexdigest()[:8], suffix)
+    return name.encode('utf-8')[:MAX_IDENTIFIER_BYTES - len(tail)].decode('utf-8', 'ignore') + tail
+
+
+def _check_identifiers(conn, names, info):
+    """Refuse table, column and index names PostgreSQL would cut to 63 bytes: the target would not match the source."""
+    too_long = []
+    for name in names:
+        found = [('table', name, name)] + [('column', '%s.%s' % (name, col['name']), col['name']) for col in info[name]]
+        found += [('index', index['name'], index['name']) for index in sqlite_source.indexes(conn, name) if index['origin'] == 'c']
+        for what, shown, identifier in found:
+            size = len(identifier.encode('utf-8'))
+            if size > MAX_IDENTIFIER_BYTES:
+                too_long.append('%s %s (%d bytes)' % (what, shown, size))
+    if too_long:
+        raise MigrationError('PostgreSQL identifiers are at most %d bytes and longer ones would be cut, so rename these in '
+                             'the source first (nothing was written): %s' % (MAX_IDENTIFIER_BYTES, '; '.join(too_long)))
+
+
 def generic_tables(conn, schema, casts=None):
     """Plan every user table of the SQLite source: specs, CREATE and post-load SQL, warnings."""
     casts = dict(casts or {})
@@ -139,6 +171,7 @@ def generic_tables(conn, schema, casts=None):
     if not names:
         raise MigrationError('the source has no tables')
     info = dict((name, sqlite_source.table_columns(conn, name)) for name in names)
+    _check_identifiers(conn, names, info)
     known = set('%s.%s' % (name, col['name']) for name in names for col in info[name])
     unknown = sorted(key for key in casts if key not in known)
     if unknown:
@@ -182,7 +215,7 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
     finish = []
     if pk:
         finish.append('ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY (%s)' % (
-            target, quote_ident('%s_pkey' % name), ', '.join(quote_ident(c) for c in pk)))
+            target, quote_ident(constraint_name(name, [], 'pkey')), ', '.join(quote_ident(c) for c in pk)))
     uniques = []
     for index in sqlite_source.indexes(conn, name):
         names = [c['name'] for c in index['columns']]
@@ -193,7 +226,7 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
         if index['origin'] == 'u':
             uniques.append(tuple(names))
             finish.append('ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)' % (
-                target, quote_ident('%s_%s_key' % (name, '_'.join(names))), ', '.join(quote_ident(c) for c in names)))
+                target, quote_ident(constraint_name(name, names, 'key')), ', '.join(quote_ident(c) for c in names)))
             continue
         where = ''
         if index['partial']:
@@ -210,7 +243,7 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
         if not parent_cols:
             raise MigrationError('foreign key %s(%s) references %s, which has no primary key' % (
                 name, ','.join(fk['columns']), fk['parent']))
-        fk_name = '%s_%s_fkey' % (name, '_'.join(fk['columns']))
+        fk_name = constraint_name(name, fk['columns'], 'fkey')
         specs_fks.append(ForeignKey(tuple(fk['columns']), fk['parent'], tuple(parent_cols), fk['on_delete'].upper(), fk_name))
         finish.append('ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
             target, quote_ident(fk_name), ', '.join(quote_ident(c) for c in fk['columns']), qualified(schema, fk['parent']),

@@ -19,7 +19,7 @@ from conftest import REPO
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load, sqlite_source
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import (
-    format_type, generic_tables, map_type, parse_cast,
+    constraint_name, format_type, generic_tables, map_type, parse_cast,
 )
 
 CHINOOK = REPO.parent / 'shared' / 'data' / 'Chinook_Sqlite.sqlite'
@@ -231,3 +231,72 @@ def test_generic_rerun_with_different_data(postgresql_server, empty_db, tmp_path
     result = migration_load.run(dict(params, on_conflict='replace'))
     assert result['action'] == 'replace' and result['validation']['checksums_match']
     assert postgresql_server.query(empty_db, 'SELECT qty FROM feat.item WHERE id = 5')[0][0] == 99
+
+
+def test_generic_rerun_of_empty_tables_is_no_change(postgresql_server, empty_db, tmp_path):
+    """Empty source tables: the first run creates them (a change), the second finds nothing to write."""
+    path = str(tmp_path / 'empty.sqlite')
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE "T" (id INTEGER PRIMARY KEY, v TEXT)')
+    conn.commit()
+    conn.close()
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='empty')
+    assert migration_load.run(params)['changed'] is True
+    second = migration_load.run(params)
+    assert second['changed'] is False and second['action'] == 'none'
+    assert postgresql_server.query(empty_db, 'SELECT count(*) FROM empty."T"') == [(0,)]
+
+
+# ---------------------------------------------------------------------------
+# Identifiers and PostgreSQL's 63-byte limit
+# ---------------------------------------------------------------------------
+
+def test_constraint_names_stay_within_63_bytes_and_distinct():
+    short = constraint_name('item', ['owner'], 'fkey')
+    assert short == 'item_owner_fkey'
+    first = constraint_name('t' * 40, ['c' * 40 + '1'], 'key')
+    second = constraint_name('t' * 40, ['c' * 40 + '2'], 'key')
+    assert first != second and first.endswith('_key') and second.endswith('_key')
+    assert max(len(first.encode()), len(second.encode())) <= 63
+    wide = constraint_name('\u00e9' * 40, [], 'pkey')  # 80 bytes of two-byte characters: cut on a character boundary
+    assert len(wide.encode('utf-8')) <= 63 and wide.endswith('_pkey')
+    assert constraint_name('t' * 40, ['c' * 40 + '1'], 'key') == first
+
+
+def test_long_generated_names_load_and_rerun(postgresql_server, empty_db, tmp_path):
+    """Names that PostgreSQL would cut to the same 63 bytes (and then refuse as duplicates) stay distinct."""
+    table, col = 'p' * 60, 'c' * 60
+    path = str(tmp_path / 'long.sqlite')
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE %s (id INTEGER PRIMARY KEY, %s1 TEXT UNIQUE, %s2 TEXT UNIQUE)' % (table, col, col))
+    conn.execute('CREATE TABLE child (id INTEGER PRIMARY KEY, %s INTEGER REFERENCES %s(id))' % (col, table))
+    conn.execute("INSERT INTO %s VALUES (1, 'a', 'b')" % table)
+    conn.execute('INSERT INTO child VALUES (1, 1)')
+    conn.commit()
+    conn.close()
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='long')
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match']
+    names = [row[0] for row in postgresql_server.query(
+        empty_db, "SELECT conname FROM pg_constraint WHERE connamespace = 'long'::regnamespace ORDER BY 1")]
+    assert len(names) == 5 and len(set(names)) == 5 and max(len(n) for n in names) <= 63
+    assert migration_load.run(params)['changed'] is False
+
+
+@pytest.mark.parametrize('ddl, named', [
+    ('CREATE TABLE %s (id INTEGER PRIMARY KEY)' % ('t' * 64), 'table ' + 't' * 64 + ' (64 bytes)'),
+    ('CREATE TABLE t (id INTEGER PRIMARY KEY, %s TEXT)' % ('\u00e9' * 32), 'column t.' + '\u00e9' * 32 + ' (64 bytes)'),
+    ('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX %s ON t (v)' % ('i' * 70), 'index ' + 'i' * 70 + ' (70 bytes)'),
+])
+def test_identifiers_postgresql_would_cut_are_refused_before_connecting(tmp_path, ddl, named):
+    path = str(tmp_path / 'cut.sqlite')
+    conn = sqlite3.connect(path)
+    conn.executescript(ddl)
+    conn.close()
+
+    def no_connection(_params):
+        raise AssertionError('the target was contacted')
+    with pytest.raises(MigrationError, match='at most 63 bytes') as failure:
+        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='cut', db='x'),
+                           connect_fn=no_connection)
+    assert named in failure.value.msg

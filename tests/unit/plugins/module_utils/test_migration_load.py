@@ -128,6 +128,17 @@ def test_rerun_on_identical_data_changes_nothing(postgresql_server, app_db, tmp_
     assert counts(postgresql_server, app_db)['audit_log'] == audit
 
 
+def test_an_empty_app_over_empty_tables_is_no_change(postgresql_server, app_db, tmp_path):
+    """A freshly installed app (no rows yet) migrated twice writes nothing, not even an audit row, and says so."""
+    src, _info = generate(tmp_path, agents=0, skills=0, mcp_servers=0, tasks=0)
+    assert set(source_counts(src).values()) == {0}
+    for _run in range(2):
+        result = migrate(postgresql_server, app_db, src)
+        assert result['changed'] is False and result['action'] == 'none'
+        assert_empty(postgresql_server, app_db)
+    assert migrate(postgresql_server, app_db, src, check_mode=True)['changed'] is False
+
+
 def test_rerun_on_different_data_fails_with_a_summary_then_replace(postgresql_server, app_db, tmp_path):
     src, _info = generate(tmp_path)
     migrate(postgresql_server, app_db, src)
