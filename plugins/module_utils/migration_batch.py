@@ -27,7 +27,7 @@ import operator
 import re
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import (
-    _COPY_SPECIAL, _DATE_CACHE_LIMIT, _EPOCH_DATE, _FLOAT_FAST_LIMIT, _MS_FRACTIONS, EPOCH_MS_THRESHOLD, Problem,
+    _COPY_SPECIAL, _FLOAT_FAST_LIMIT, _MS_FRACTIONS, EPOCH_MS_THRESHOLD, Problem,
     _escape_special, _offset,
 )
 
@@ -231,30 +231,29 @@ class _Timestamps(object):
             return False
         return True
 
-    def _sqlite(self, values):
+    @staticmethod
+    def _joined(values, run):
+        """The values joined by NUL and decoded, if every one is of the form ``run`` matches; else None."""
         joined = b'\x00'.join(values)
-        if _SQLITE_RUN.fullmatch(joined) is None:
-            return None
-        text = joined.decode('ascii')
-        parts = text.split('\x00')
-        if not self._valid_dates(parts):
+        return joined.decode('ascii') if run.fullmatch(joined) is not None else None
+
+    def _sqlite(self, values):
+        text = self._joined(values, _SQLITE_RUN)
+        if text is None or not self._valid_dates(text.split('\x00')):
             return None
         return (text.replace('\x00', '+00\x00') + '+00').split('\x00')
 
     def _js(self, values):
-        joined = b'\x00'.join(values)
-        if _JS_RUN.fullmatch(joined) is None:
-            return None
-        text = joined.decode('ascii')
-        if not self._valid_dates(text.split('\x00')):
+        text = self._joined(values, _JS_RUN)
+        if text is None or not self._valid_dates(text.split('\x00')):
             return None
         return _js_texts(text)
 
     def _offset(self, values):
-        joined = b'\x00'.join(values)
-        if _OFFSET_RUN.fullmatch(joined) is None:
+        text = self._joined(values, _OFFSET_RUN)
+        if text is None:
             return None
-        parts = joined.decode('ascii').split('\x00')
+        parts = text.split('\x00')
         zones = {}
         try:
             for zone in set(map(_ZONE, parts)):
@@ -283,17 +282,10 @@ class _Timestamps(object):
     def _epoch(self, seconds, fractions):
         """Canonical texts of epoch ``seconds`` plus fraction texts, as TimestampConverter._text."""
         days, rest = zip(*map(divmod, seconds, itertools.repeat(86400)))
-        dates = self.converter._dates
-        missing = set(days).difference(dates)
-        if missing:
-            if len(dates) + len(missing) > _DATE_CACHE_LIMIT:
-                dates.clear()
-                missing = set(days)
-            try:
-                for day in missing:
-                    dates[day] = (_EPOCH_DATE + datetime.timedelta(days=day)).isoformat()
-            except OverflowError:
-                return None
+        try:
+            dates = dict((day, self.converter._date(day, day)) for day in set(days))
+        except Problem:
+            return None
         hours = map(operator.floordiv, rest, itertools.repeat(3600))
         minutes = map(operator.floordiv, map(operator.mod, rest, itertools.repeat(3600)), itertools.repeat(60))
         secs = map(operator.mod, rest, itertools.repeat(60))

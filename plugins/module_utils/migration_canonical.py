@@ -369,9 +369,8 @@ class TimestampConverter(object):
             self._days[date] = days
         return days
 
-    def _text(self, seconds, fraction, value):
-        """Canonical text of ``seconds`` since the epoch plus a fraction text ('' or '.123')."""
-        day, second = divmod(seconds, 86400)
+    def _date(self, day, value):
+        """'YYYY-MM-DD' of ``day`` days since 1970-01-01 (computed once, then cached)."""
         date = self._dates.get(day)
         if date is None:
             try:
@@ -381,6 +380,12 @@ class TimestampConverter(object):
             if len(self._dates) > _DATE_CACHE_LIMIT:
                 self._dates.clear()
             self._dates[day] = date
+        return date
+
+    def _text(self, seconds, fraction, value):
+        """Canonical text of ``seconds`` since the epoch plus a fraction text ('' or '.123')."""
+        day, second = divmod(seconds, 86400)
+        date = self._date(day, value)
         hour, second = divmod(second, 3600)
         minute, second = divmod(second, 60)
         return '%s %02d:%02d:%02d%s+00' % (date, hour, minute, second, fraction)

@@ -641,10 +641,7 @@ class TableChecker(object):
                             continue
                     else:
                         line = join(texts)
-                        for idx, kept in registrations:
-                            key = _key(texts, idx)
-                            if key is not None:
-                                kept.add(key)
+                        self._register(0, texts)
                     out.append(line)
             self.kept_rows += len(out)
             yield out

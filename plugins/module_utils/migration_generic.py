@@ -149,12 +149,12 @@ def constraint_name(table, columns, suffix):
     return name.encode('utf-8')[:MAX_IDENTIFIER_BYTES - len(tail)].decode('utf-8', 'ignore') + tail
 
 
-def _check_identifiers(conn, names, info):
+def _check_identifiers(names, info, indexes):
     """Refuse table, column and index names PostgreSQL would cut to 63 bytes: the target would not match the source."""
     too_long = []
     for name in names:
         found = [('table', name, name)] + [('column', '%s.%s' % (name, col['name']), col['name']) for col in info[name]]
-        found += [('index', index['name'], index['name']) for index in sqlite_source.indexes(conn, name) if index['origin'] == 'c']
+        found += [('index', index['name'], index['name']) for index in indexes[name] if index['origin'] == 'c']
         for what, shown, identifier in found:
             size = len(identifier.encode('utf-8'))
             if size > MAX_IDENTIFIER_BYTES:
@@ -171,7 +171,8 @@ def generic_tables(conn, schema, casts=None):
     if not names:
         raise MigrationError('the source has no tables')
     info = dict((name, sqlite_source.table_columns(conn, name)) for name in names)
-    _check_identifiers(conn, names, info)
+    indexes = dict((name, sqlite_source.indexes(conn, name)) for name in names)
+    _check_identifiers(names, info, indexes)
     known = set('%s.%s' % (name, col['name']) for name in names for col in info[name])
     unknown = sorted(key for key in casts if key not in known)
     if unknown:
@@ -181,11 +182,11 @@ def generic_tables(conn, schema, casts=None):
     pks = dict((name, [c['name'] for c in sorted((c for c in info[name] if c['pk']), key=lambda c: c['pk'])]) for name in names)
     planned = []
     for name in order:
-        planned.append(_plan_table(conn, schema, name, info[name], pks, fks[name], casts))
+        planned.append(_plan_table(conn, schema, name, info[name], indexes[name], pks, fks[name], casts))
     return planned
 
 
-def _plan_table(conn, schema, name, columns, pks, fks, casts):
+def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
     warnings = []
     table_sql = sqlite_source.table_sql(conn, name)
     identity = _rowid_alias(columns, table_sql)
@@ -217,7 +218,7 @@ def _plan_table(conn, schema, name, columns, pks, fks, casts):
         finish.append('ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY (%s)' % (
             target, quote_ident(constraint_name(name, [], 'pkey')), ', '.join(quote_ident(c) for c in pk)))
     uniques = []
-    for index in sqlite_source.indexes(conn, name):
+    for index in indexes:
         names = [c['name'] for c in index['columns']]
         if index['origin'] == 'pk':
             continue
