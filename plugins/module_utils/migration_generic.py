@@ -17,6 +17,7 @@ __metaclass__ = type
 import collections
 import hashlib
 import re
+import sqlite3
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
@@ -165,12 +166,11 @@ def _check_identifiers(names, info, indexes):
 
 
 def generic_tables(conn, schema, casts=None):
-    """Plan every user table of the SQLite source: specs, CREATE and post-load SQL, warnings."""
+    """Plan every user table of the SQLite source: ([GenericTable], warnings about virtual and shadow tables)."""
     casts = dict(casts or {})
-    names = sqlite_source.tables(conn)
+    names, info, notices = _source_tables(conn)
     if not names:
         raise MigrationError('the source has no tables')
-    info = dict((name, sqlite_source.table_columns(conn, name)) for name in names)
     indexes = dict((name, sqlite_source.indexes(conn, name)) for name in names)
     _check_identifiers(names, info, indexes)
     known = set('%s.%s' % (name, col['name']) for name in names for col in info[name])
@@ -183,7 +183,53 @@ def generic_tables(conn, schema, casts=None):
     planned = []
     for name in order:
         planned.append(_plan_table(conn, schema, name, info[name], indexes[name], pks, fks[name], casts))
-    return planned
+    return planned, notices
+
+
+def _source_tables(conn):
+    """(table names to load, their columns, warnings about what is not loaded) of the source.
+
+    Virtual tables are loaded as plain tables of their columns, read through the virtual table;
+    an FTS table keeps its rowid as an ``rowid`` primary key (what links it to other rows) and
+    an R*Tree its id.  Not loaded: shadow tables (the virtual tables' internal storage, which
+    means nothing in PostgreSQL) and FTS tables without rows of their own (external content:
+    the rows are the content table's; contentless: only the index is kept, the values are gone).
+    """
+    virtual = sqlite_source.virtual_tables(conn)
+    shadows = sqlite_source.shadow_tables(conn, virtual)
+    names, info, notices = [], {}, []
+    for name in sqlite_source.tables(conn):
+        vtab = virtual.get(name)
+        if name in shadows:
+            notices.append('%s: internal storage of virtual table %s, not loaded' % (name, shadows[name]) if shadows[name]
+                           else '%s: internal storage of a virtual table, not loaded' % name)
+            continue
+        if vtab is not None and vtab.content is not None:
+            notices.append('%s: %s table without rows of its own (%s), not loaded; build full-text search in PostgreSQL '
+                           'instead' % (name, vtab.module, 'contentless' if vtab.content == '' else 'external content: the '
+                                        'rows are those of %s' % vtab.content))
+            continue
+        try:
+            columns = sqlite_source.table_columns(conn, name)
+        except sqlite3.Error as exc:
+            raise MigrationError('cannot read virtual table %s (module %s) with this SQLite %s: %s' % (
+                name, vtab.module if vtab else '?', sqlite3.sqlite_version, exc))
+        if vtab is not None:
+            columns = _virtual_columns(vtab.module, columns)
+            notices.append('%s: %s virtual table loaded as a plain table of its rows; its index is not recreated' % (
+                name, vtab.module))
+        names.append(name)
+        info[name] = columns
+    return names, info, notices
+
+
+def _virtual_columns(module, columns):
+    """The columns a virtual table is loaded with: FTS gains its rowid, an R*Tree's id is its key."""
+    if module.startswith('fts'):
+        return [{'name': 'rowid', 'type': 'INTEGER', 'notnull': True, 'default': None, 'pk': 1}] + columns
+    if module in ('rtree', 'rtree_i32') and columns:
+        return [dict(columns[0], type='INTEGER', pk=1)] + columns[1:]
+    return columns
 
 
 def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):

@@ -202,8 +202,8 @@ def build_plan(src, params):
         specs = app_specs(params.get('model_map'))
         check_source_columns(specs, sqlite_source.source_columns(src))
         return Plan('app', specs)
-    tables = generic_tables(src, params['target_schema'], params.get('casts'))
-    warnings = [w for table in tables for w in table.warnings]
+    tables, skipped = generic_tables(src, params['target_schema'], params.get('casts'))
+    warnings = skipped + [w for table in tables for w in table.warnings]
     return Plan('generic', [t.spec for t in tables], tables, warnings)
 
 

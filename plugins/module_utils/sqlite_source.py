@@ -14,8 +14,10 @@ a file that may be mid-write) and is verified with ``PRAGMA integrity_check``.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import collections
 import hashlib
 import os
+import re
 import sqlite3
 import tempfile
 
@@ -25,6 +27,22 @@ except ImportError:  # pragma: no cover - Python 2 is not supported, kept for th
     from urllib import quote
 
 FETCH_ROWS = 2000
+
+# The shadow tables SQLite's own virtual table modules keep their storage in, named
+# ``<virtual table>_<suffix>``.  Used where ``PRAGMA table_list`` (SQLite 3.37+) cannot say.
+SHADOW_SUFFIXES = {
+    'fts3': ('content', 'segments', 'segdir', 'docsize', 'stat'),
+    'fts4': ('content', 'segments', 'segdir', 'docsize', 'stat'),
+    'fts5': ('data', 'idx', 'content', 'docsize', 'config'),
+    'rtree': ('node', 'rowid', 'parent'),
+    'rtree_i32': ('node', 'rowid', 'parent'),
+    'geopoly': ('node', 'rowid', 'parent'),
+}
+_VIRTUAL_SQL = re.compile(r'^\s*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+(\w+)\s*(?:\((.*)\))?\s*;?\s*$', re.I | re.S)
+# An FTS4/FTS5 ``content=`` option (not content_rowid=); its value may be quoted.
+_CONTENT_OPTION = re.compile(r'''(?:^|,)\s*content\s*=\s*('(?:[^']|'')*'|"(?:[^"]|"")*"|[^,\s]*)''', re.I)
+
+VirtualTable = collections.namedtuple('VirtualTable', ['module', 'content'])
 
 
 class SourceError(Exception):
@@ -78,6 +96,52 @@ def tables(conn):
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
                         "ORDER BY name").fetchall()
     return [_text(row[0]) for row in rows]
+
+
+def virtual_tables(conn):
+    """{name: VirtualTable(module, content)} for the source's virtual tables (module lower-cased).
+
+    ``content`` is None for a table that stores its own rows, '' for a contentless FTS table
+    (``content=''``: it keeps only the index, its columns read back NULL) and the name of the
+    table an external-content FTS table indexes.
+    """
+    found = {}
+    for name, sql in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL%'"):
+        match = _VIRTUAL_SQL.match(_text(sql) or '')
+        if not match:
+            continue
+        module, args = match.group(1).lower(), match.group(2) or ''
+        content = None
+        option = _CONTENT_OPTION.search(args) if module in ('fts4', 'fts5') else None
+        if option:
+            content = option.group(1)
+            if content[:1] in ('"', "'") and content[-1:] == content[:1] and len(content) > 1:
+                content = content[1:-1].replace(content[0] * 2, content[0])
+        found[_text(name)] = VirtualTable(module, content)
+    return found
+
+
+def shadow_tables(conn, virtual=None, use_table_list=True):
+    """{shadow table: its virtual table}: the internal storage of the source's virtual tables.
+
+    SQLite 3.37+ names them itself (``PRAGMA table_list`` type 'shadow'); older versions, and
+    ``use_table_list=False``, fall back to :data:`SHADOW_SUFFIXES` of the modules SQLite ships.
+    """
+    virtual = virtual_tables(conn) if virtual is None else virtual
+    names = set(tables(conn))
+    found = {}
+    for vtab, info in virtual.items():
+        for suffix in SHADOW_SUFFIXES.get(info.module, ()):
+            if '%s_%s' % (vtab, suffix) in names:
+                found['%s_%s' % (vtab, suffix)] = vtab
+    if use_table_list:
+        listed = conn.execute('PRAGMA table_list').fetchall()  # no rows before SQLite 3.37
+        for row in listed:
+            name = _text(row[1])
+            if _text(row[0]) == 'main' and _text(row[2]) == 'shadow' and name not in found:
+                owners = [vtab for vtab in virtual if name.startswith(vtab + '_')]
+                found[name] = max(owners, key=len) if owners else None
+    return found
 
 
 def table_columns(conn, table):

@@ -44,7 +44,8 @@ options:
     description:
       - V(app) loads Claude Agent UI's tables into the app schema, which must already exist.
       - V(generic) recreates every table of any SQLite file (tables, primary keys, UNIQUE constraints, indexes,
-        foreign keys) in O(target_schema) and loads it.
+        foreign keys) in O(target_schema) and loads it. Virtual tables (FTS, R*Tree) are loaded as plain tables of
+        their rows; their shadow tables, and FTS tables without rows of their own, are skipped with a warning.
     type: str
     choices: [app, generic]
     default: app

@@ -16,6 +16,7 @@ import sqlite3
 import pytest
 
 from conftest import REPO
+from test_sqlite_source import SHADOWS, VIRTUAL_DDL
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load, sqlite_source
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import (
@@ -300,3 +301,53 @@ def test_identifiers_postgresql_would_cut_are_refused_before_connecting(tmp_path
         migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='cut', db='x'),
                            connect_fn=no_connection)
     assert named in failure.value.msg
+
+
+# ---------------------------------------------------------------------------
+# Virtual tables (FTS, R*Tree) and their shadow tables
+# ---------------------------------------------------------------------------
+
+def test_virtual_tables_load_their_rows_and_skip_their_storage(postgresql_server, empty_db, tmp_path):
+    path = str(tmp_path / 'virtual.sqlite')
+    conn = sqlite3.connect(path)
+    conn.executescript(VIRTUAL_DDL)
+    conn.close()
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='vt')
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match'] and result['validation']['counts_match']
+    loaded = set(row[0] for row in postgresql_server.query(empty_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'vt'"))
+    assert loaded == {'doc', 'notes', 'old', 'box'}
+    # An FTS table keeps its rowid (what links its rows to others) as its key; an R*Tree keeps its id.
+    assert postgresql_server.query(empty_db, 'SELECT rowid, title, body FROM vt.notes ORDER BY 1') == [
+        (7, 'n1', 'note one'), (9, 'n2', 'note two')]
+    assert postgresql_server.query(empty_db, 'SELECT rowid, t, content FROM vt.old') == [(3, 'fts4 row', 'a column named content')]
+    assert postgresql_server.query(empty_db, 'SELECT id, minx, maxx FROM vt.box') == [(1, 0.5, 2.5)]
+    keys = dict(postgresql_server.query(empty_db, "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+                                                  "WHERE connamespace = 'vt'::regnamespace AND contype = 'p'"))
+    assert keys == {'vt.doc': 'PRIMARY KEY (id)', 'vt.notes': 'PRIMARY KEY (rowid)', 'vt.old': 'PRIMARY KEY (rowid)',
+                    'vt.box': 'PRIMARY KEY (id)'}
+    warnings = '\n'.join(result['mapping_warnings'])
+    for shadow, owner in SHADOWS.items():
+        assert '%s: internal storage of virtual table %s, not loaded' % (shadow, owner) in warnings
+    assert 'doc_fts: fts5 table without rows of its own (external content: the rows are those of doc)' in warnings
+    assert 'blind: fts5 table without rows of its own (contentless)' in warnings
+    assert 'notes: fts5 virtual table loaded as a plain table' in warnings
+    assert migration_load.run(params)['changed'] is False
+
+
+def test_unreadable_virtual_table_is_refused_before_connecting(tmp_path):
+    """A virtual table whose module this SQLite lacks gets a clear error, not a failure halfway."""
+    path = str(tmp_path / 'module.sqlite')
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE t (id INTEGER PRIMARY KEY)')
+    conn.execute('PRAGMA writable_schema = ON')
+    conn.execute("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) "
+                 "VALUES ('table', 'vx', 'vx', 0, 'CREATE VIRTUAL TABLE vx USING nosuchmodule(a, b)')")
+    conn.commit()
+    conn.close()
+
+    def no_connection(_params):
+        raise AssertionError('the target was contacted')
+    with pytest.raises(MigrationError, match='cannot read virtual table vx [(]module nosuchmodule[)].*no such module'):
+        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='vx', db='x'),
+                           connect_fn=no_connection)

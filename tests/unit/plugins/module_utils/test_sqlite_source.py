@@ -136,3 +136,68 @@ def test_introspection(tmp_path):
         assert sqlite_source.duplicate_values(src, 'c', ['"p_id"', '"n"']) == {(1, 1)}
     finally:
         sqlite_source.close_snapshot(src)
+
+
+VIRTUAL_DDL = '''
+    CREATE TABLE doc (id INTEGER PRIMARY KEY, title TEXT, body TEXT);
+    INSERT INTO doc VALUES (1, 'a', 'hello world'), (2, 'b', 'second doc');
+    CREATE VIRTUAL TABLE notes USING fts5(title, body, tokenize = 'porter');
+    INSERT INTO notes (rowid, title, body) VALUES (7, 'n1', 'note one'), (9, 'n2', 'note two');
+    CREATE VIRTUAL TABLE doc_fts USING fts5(title, body, content = 'doc', content_rowid = 'id');
+    INSERT INTO doc_fts (doc_fts) VALUES ('rebuild');
+    CREATE VIRTUAL TABLE blind USING fts5(x, content = '');
+    INSERT INTO blind (rowid, x) VALUES (1, 'gone');
+    CREATE VIRTUAL TABLE old USING fts4(t, content);
+    INSERT INTO old (docid, t, content) VALUES (3, 'fts4 row', 'a column named content');
+    CREATE VIRTUAL TABLE box USING rtree(id, minx, maxx);
+    INSERT INTO box VALUES (1, 0.5, 2.5);
+'''
+SHADOWS = {
+    'notes_data': 'notes', 'notes_idx': 'notes', 'notes_content': 'notes', 'notes_docsize': 'notes', 'notes_config': 'notes',
+    'doc_fts_data': 'doc_fts', 'doc_fts_idx': 'doc_fts', 'doc_fts_docsize': 'doc_fts', 'doc_fts_config': 'doc_fts',
+    'blind_data': 'blind', 'blind_idx': 'blind', 'blind_docsize': 'blind', 'blind_config': 'blind',
+    'old_content': 'old', 'old_segments': 'old', 'old_segdir': 'old', 'old_docsize': 'old', 'old_stat': 'old',
+    'box_node': 'box', 'box_rowid': 'box', 'box_parent': 'box',
+}
+
+
+@pytest.mark.parametrize('use_table_list', [True, False], ids=['table_list', 'suffix_rules'])
+def test_virtual_and_shadow_tables(tmp_path, use_table_list):
+    """Both ways of finding shadow tables (SQLite's own list, and the suffix rules for SQLite < 3.37) agree."""
+    path = tmp_path / 'virtual.sqlite'
+    conn = sqlite3.connect(str(path))
+    conn.executescript(VIRTUAL_DDL + "CREATE TABLE notes_extra (id INTEGER PRIMARY KEY);")
+    conn.close()
+    src = sqlite_source.open_snapshot(str(path))
+    try:
+        virtual = sqlite_source.virtual_tables(src)
+        assert virtual == {'notes': ('fts5', None), 'doc_fts': ('fts5', 'doc'), 'blind': ('fts5', ''),
+                           'old': ('fts4', None), 'box': ('rtree', None)}
+        assert sqlite_source.shadow_tables(src, use_table_list=use_table_list) == SHADOWS
+        # A module the suffix rules do not know: only SQLite's own list finds its shadow tables.
+        unknown = {'notes': sqlite_source.VirtualTable('custom', None)}
+        found = sqlite_source.shadow_tables(src, unknown, use_table_list=use_table_list)
+        if use_table_list:
+            assert found == dict((name, 'notes' if owner == 'notes' else None) for name, owner in SHADOWS.items())
+        else:
+            assert found == {}
+    finally:
+        sqlite_source.close_snapshot(src)
+
+
+def test_quoted_content_options(tmp_path):
+    path = tmp_path / 'quoted.sqlite'
+    conn = sqlite3.connect(str(path))
+    conn.executescript('''
+        CREATE TABLE "it's" (id INTEGER PRIMARY KEY, t TEXT);
+        CREATE VIRTUAL TABLE a USING fts5(t, content = 'it''s', content_rowid = id);
+        CREATE VIRTUAL TABLE b USING fts5(t, content="");
+        CREATE VIRTUAL TABLE c USING fts5(t, content_rowid = 'x', columnsize = 0);
+    ''')
+    conn.close()
+    src = sqlite_source.open_snapshot(str(path))
+    try:
+        virtual = sqlite_source.virtual_tables(src)
+        assert (virtual['a'].content, virtual['b'].content, virtual['c'].content) == ("it's", '', None)
+    finally:
+        sqlite_source.close_snapshot(src)
