@@ -7,11 +7,25 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import sqlite3
 
 import pytest
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
+
+
+@contextlib.contextmanager
+def snapshot_of(path, script):
+    """The read-only snapshot of a new SQLite file built by ``script``."""
+    conn = sqlite3.connect(str(path))
+    conn.executescript(script)
+    conn.close()
+    src = sqlite_source.open_snapshot(str(path))
+    try:
+        yield src
+    finally:
+        sqlite_source.close_snapshot(src)
 
 
 def make_db(path, wal=False):
@@ -115,18 +129,13 @@ def test_backup_directory_must_exist(tmp_path):
 
 
 def test_introspection(tmp_path):
-    path = tmp_path / 'db.sqlite'
-    conn = sqlite3.connect(str(path))
-    conn.executescript('''
+    with snapshot_of(tmp_path / 'db.sqlite', '''
         CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT UNIQUE);
         CREATE TABLE c (id INTEGER PRIMARY KEY, p_id INTEGER REFERENCES p(id) ON DELETE CASCADE, n INT);
         CREATE INDEX c_n ON c (n DESC) WHERE n > 0;
         INSERT INTO p VALUES (1, 'a'), (2, 'a2');
         INSERT INTO c VALUES (1, 1, 1), (2, 1, 1), (3, 2, 2);
-    ''')
-    conn.close()
-    src = sqlite_source.open_snapshot(str(path))
-    try:
+    ''') as src:
         assert sqlite_source.tables(src) == ['c', 'p']
         assert [col['name'] for col in sqlite_source.table_columns(src, 'c')] == ['id', 'p_id', 'n']
         fks = sqlite_source.foreign_keys(src, 'c')
@@ -134,8 +143,6 @@ def test_introspection(tmp_path):
         index = [i for i in sqlite_source.indexes(src, 'c') if i['name'] == 'c_n'][0]
         assert index['partial'] and index['columns'] == [{'name': 'n', 'desc': True, 'collation': 'BINARY'}]
         assert sqlite_source.duplicate_values(src, 'c', ['"p_id"', '"n"']) == {(1, 1)}
-    finally:
-        sqlite_source.close_snapshot(src)
 
 
 VIRTUAL_DDL = '''
@@ -164,12 +171,7 @@ SHADOWS = {
 @pytest.mark.parametrize('use_table_list', [True, False], ids=['table_list', 'suffix_rules'])
 def test_virtual_and_shadow_tables(tmp_path, use_table_list):
     """Both ways of finding shadow tables (SQLite's own list, and the suffix rules for SQLite < 3.37) agree."""
-    path = tmp_path / 'virtual.sqlite'
-    conn = sqlite3.connect(str(path))
-    conn.executescript(VIRTUAL_DDL + "CREATE TABLE notes_extra (id INTEGER PRIMARY KEY);")
-    conn.close()
-    src = sqlite_source.open_snapshot(str(path))
-    try:
+    with snapshot_of(tmp_path / 'virtual.sqlite', VIRTUAL_DDL + 'CREATE TABLE notes_extra (id INTEGER PRIMARY KEY);') as src:
         virtual = sqlite_source.virtual_tables(src)
         assert virtual == {'notes': ('fts5', None), 'doc_fts': ('fts5', 'doc'), 'blind': ('fts5', ''),
                            'old': ('fts4', None), 'box': ('rtree', None)}
@@ -181,23 +183,14 @@ def test_virtual_and_shadow_tables(tmp_path, use_table_list):
             assert found == dict((name, 'notes' if owner == 'notes' else None) for name, owner in SHADOWS.items())
         else:
             assert found == {}
-    finally:
-        sqlite_source.close_snapshot(src)
 
 
 def test_quoted_content_options(tmp_path):
-    path = tmp_path / 'quoted.sqlite'
-    conn = sqlite3.connect(str(path))
-    conn.executescript('''
+    with snapshot_of(tmp_path / 'quoted.sqlite', '''
         CREATE TABLE "it's" (id INTEGER PRIMARY KEY, t TEXT);
         CREATE VIRTUAL TABLE a USING fts5(t, content = 'it''s', content_rowid = id);
         CREATE VIRTUAL TABLE b USING fts5(t, content="");
         CREATE VIRTUAL TABLE c USING fts5(t, content_rowid = 'x', columnsize = 0);
-    ''')
-    conn.close()
-    src = sqlite_source.open_snapshot(str(path))
-    try:
+    ''') as src:
         virtual = sqlite_source.virtual_tables(src)
         assert (virtual['a'].content, virtual['b'].content, virtual['c'].content) == ("it's", '', None)
-    finally:
-        sqlite_source.close_snapshot(src)
