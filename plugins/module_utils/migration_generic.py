@@ -57,7 +57,8 @@ MAX_IDENTIFIER_BYTES = 63
 
 _LITERAL_DEFAULT = re.compile(r"^(NULL|TRUE|FALSE|CURRENT_TIMESTAMP|CURRENT_DATE|[+-]?\d+(\.\d+)?|'([^']|'')*')$", re.I)
 
-GenericTable = collections.namedtuple('GenericTable', ['spec', 'pg_types', 'create', 'finish', 'warnings'])
+# finish: the keys and indexes, added after the load; links: the foreign keys, added once every table has its keys.
+GenericTable = collections.namedtuple('GenericTable', ['spec', 'pg_types', 'create', 'finish', 'links', 'warnings'])
 
 
 def map_type(declared):
@@ -177,13 +178,70 @@ def generic_tables(conn, schema, casts=None):
     unknown = sorted(key for key in casts if key not in known)
     if unknown:
         raise MigrationError('casts: no such source column(s): %s' % ', '.join(unknown))
-    fks = dict((name, sqlite_source.foreign_keys(conn, name)) for name in names)
-    order = _load_order(names, dict((name, set(fk['parent'] for fk in fks[name])) for name in names))
     pks = dict((name, [c['name'] for c in sorted((c for c in info[name] if c['pk']), key=lambda c: c['pk'])]) for name in names)
+    fks = _resolve_foreign_keys(names, info, indexes, pks, dict((name, sqlite_source.foreign_keys(conn, name)) for name in names))
+    order = _load_order(names, dict((name, set(fk['parent'] for fk in fks[name])) for name in names))
     planned = []
     for name in order:
         planned.append(_plan_table(conn, schema, name, info[name], indexes[name], pks, fks[name], casts))
     return planned, notices
+
+
+_ASCII_LOWER = dict(zip(range(ord('A'), ord('Z') + 1), range(ord('a'), ord('z') + 1)))
+
+
+def _fold(name):
+    """A name as SQLite compares it: ASCII letters without case, every other character as it is."""
+    return name.translate(_ASCII_LOWER)
+
+
+def _resolve_foreign_keys(names, info, indexes, pks, fks):
+    """Foreign keys with table and column names spelled as declared; MigrationError for any PostgreSQL would refuse.
+
+    SQLite accepts a foreign key to a missing table, or to columns without a PRIMARY KEY or
+    UNIQUE constraint, and only fails writes to the child ("foreign key mismatch") while
+    foreign keys are enforced.  PostgreSQL refuses to create either, so these stop the run
+    before the target is touched, every one listed.  SQLite matches names without case
+    (``REFERENCES Parent(ID)``); PostgreSQL's quoted names need the declared spelling.
+    """
+    tables = dict((_fold(name), name) for name in names)
+    resolved, refused = {}, []
+    for name in names:
+        own = dict((_fold(col['name']), col['name']) for col in info[name])
+        resolved[name] = []
+        for fk in fks[name]:
+            columns = [own.get(_fold(col), col) for col in fk['columns']]
+            shown = '%s(%s)' % (name, ', '.join(columns))
+            parent = tables.get(_fold(fk['parent']))
+            if parent is None:
+                refused.append('%s references table %s, which the source does not have (or which is not loaded)' % (
+                    shown, fk['parent']))
+                continue
+            theirs = dict((_fold(col['name']), col['name']) for col in info[parent])
+            if all(fk['parent_columns']):
+                missing = [col for col in fk['parent_columns'] if _fold(col) not in theirs]
+                if missing:
+                    refused.append('%s references %s(%s), which has no column %s' % (
+                        shown, parent, ', '.join(fk['parent_columns']), ', '.join(missing)))
+                    continue
+                parent_columns = [theirs[_fold(col)] for col in fk['parent_columns']]
+            else:
+                parent_columns = pks[parent]
+                if not parent_columns:
+                    refused.append('%s references %s, which has no primary key' % (shown, parent))
+                    continue
+            keys = [set(pks[parent])] + [set(c['name'] for c in index['columns']) for index in indexes[parent]
+                                         if index['unique'] and not index['partial'] and not index['expression']]
+            if set(parent_columns) not in keys or len(parent_columns) != len(columns):
+                refused.append('%s references %s(%s), which is not its primary key or a UNIQUE constraint' % (
+                    shown, parent, ', '.join(parent_columns)))
+                continue
+            resolved[name].append(dict(fk, columns=columns, parent=parent, parent_columns=parent_columns))
+    if refused:
+        raise MigrationError('PostgreSQL cannot create these foreign keys, which SQLite accepts but cannot enforce either '
+                             '("foreign key mismatch"); fix them in the source first (nothing was written): %s'
+                             % '; '.join(refused))
+    return resolved
 
 
 def _source_tables(conn):
@@ -284,17 +342,14 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
         finish.append('CREATE %sINDEX %s ON %s (%s)%s' % (
             'UNIQUE ' if index['unique'] else '', quote_ident(index['name']), target,
             ', '.join(quote_ident(c['name']) + (' DESC' if c['desc'] else '') for c in index['columns']), where))
-    specs_fks = []
+    specs_fks, links = [], []
     for fk in fks:
-        parent_cols = fk['parent_columns'] if all(fk['parent_columns']) else pks.get(fk['parent'], [])
-        if not parent_cols:
-            raise MigrationError('foreign key %s(%s) references %s, which has no primary key' % (
-                name, ','.join(fk['columns']), fk['parent']))
+        parent_cols = fk['parent_columns']
         fk_name = constraint_name(name, fk['columns'], 'fkey')
         specs_fks.append(ForeignKey(tuple(fk['columns']), fk['parent'], tuple(parent_cols), fk['on_delete'].upper(), fk_name))
-        finish.append('ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
+        links.append('ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
             target, quote_ident(fk_name), ', '.join(quote_ident(c) for c in fk['columns']), qualified(schema, fk['parent']),
             ', '.join(quote_ident(c) for c in parent_cols), fk['on_delete'].upper(), fk['on_update'].upper()))
     spec = TableSpec(name, name, cols, pk=pk, uniques=uniques, fks=specs_fks, identity=pk[0] if identity else None,
                      source_order=None if pk else '')
-    return GenericTable(spec, pg_types, create, finish, warnings)
+    return GenericTable(spec, pg_types, create, finish, links, warnings)

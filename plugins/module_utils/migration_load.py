@@ -46,7 +46,7 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app 
     app_specs, check_source_columns,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
-    KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, key_function, qualified, quote_ident,
+    KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, TableSpec, key_function, qualified, quote_ident,
     resolve_policies, sortable_key,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import generic_tables
@@ -232,13 +232,20 @@ class SourcePass(object):
         return result
 
     def _preload_cyclic_parents(self, spec):
-        """Keys of parents not loaded yet (self references, cycles): checked against the source."""
+        """Keys of parents not loaded yet (self references, cycles): checked against the source.
+
+        The parent's rows are checked without its own foreign keys, which point at rows not
+        known yet either (a cycle, or a row referencing a later row of its own table); those
+        are checked when the parent itself is loaded.
+        """
         for fk in spec.fks:
             if fk.parent in self._seen:
                 continue
             parent = next(s for s in self.plan.specs if s.name == fk.parent)
             kept = self.registry.sets(fk.parent, fk.parent_columns)[0]
-            checker = TableChecker(parent, self.policies, ProblemLog(0), RejectLog(None), KeyRegistry(),
+            bare = TableSpec(parent.name, parent.source, parent.columns, parent.pk, parent.uniques, (), parent.identity,
+                             parent.source_order)
+            checker = TableChecker(bare, self.policies, ProblemLog(0), RejectLog(None), KeyRegistry(),
                                    referenced=[fk.parent_columns])
             idx = [parent.index_of(name) for name in fk.parent_columns]
             for line in checker.lines(sqlite_source.stream(self.src, parent.source_sql())):
@@ -576,10 +583,10 @@ class _Migration(object):
         self.rebuilt[spec.name] = {'indexes': [n for n, _d, _c in indexes], 'foreign_keys': [n for n, _d, _c in foreign_keys]}
 
     def _finish_generic(self, created):
-        for spec in self.plan.specs:
-            if spec.name in created:
-                for statement in self.plan.generic[spec.name].finish:
-                    self.cur.execute(statement)
+        """Keys and indexes of every created table, then the foreign keys (whose targets need those keys)."""
+        tables = [self.plan.generic[spec.name] for spec in self.plan.specs if spec.name in created]
+        for statement in [s for table in tables for s in table.finish] + [s for table in tables for s in table.links]:
+            self.cur.execute(statement)
 
     def _set_identities(self):
         for spec in self.plan.specs:

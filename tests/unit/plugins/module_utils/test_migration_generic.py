@@ -351,3 +351,76 @@ def test_unreadable_virtual_table_is_refused_before_connecting(tmp_path):
     with pytest.raises(MigrationError, match='cannot read virtual table vx [(]module nosuchmodule[)].*no such module'):
         migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='vx', db='x'),
                            connect_fn=no_connection)
+
+
+# ---------------------------------------------------------------------------
+# Foreign keys SQLite accepts and PostgreSQL does not; cycles and forward references
+# ---------------------------------------------------------------------------
+
+def _sqlite_file(tmp_path, name, script):
+    path = str(tmp_path / name)
+    conn = sqlite3.connect(path)
+    conn.executescript(script)
+    conn.close()
+    return path
+
+
+@pytest.mark.parametrize('script, refused', [
+    ('CREATE TABLE c (id INTEGER PRIMARY KEY, pid INTEGER REFERENCES nothere(id));',
+     'c(pid) references table nothere, which the source does not have'),
+    ('CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT); CREATE TABLE c (id INTEGER PRIMARY KEY, code TEXT REFERENCES p(code));',
+     'c(code) references p(code), which is not its primary key or a UNIQUE constraint'),
+    ('CREATE TABLE p (id INTEGER PRIMARY KEY, code TEXT); CREATE UNIQUE INDEX p_code ON p (code) WHERE code > 0; '
+     'CREATE TABLE c (id INTEGER PRIMARY KEY, code TEXT REFERENCES p(code));',
+     'c(code) references p(code), which is not its primary key or a UNIQUE constraint'),
+    ('CREATE TABLE p (id INTEGER PRIMARY KEY); CREATE TABLE c (id INTEGER PRIMARY KEY, x INTEGER REFERENCES p(nope));',
+     'c(x) references p(nope), which has no column nope'),
+    ('CREATE TABLE p (v TEXT); CREATE TABLE c (id INTEGER PRIMARY KEY, x INTEGER REFERENCES p);',
+     'c(x) references p, which has no primary key'),
+], ids=['missing_table', 'not_unique', 'partial_unique', 'missing_column', 'no_primary_key'])
+def test_foreign_keys_postgresql_cannot_create_are_refused_before_connecting(tmp_path, script, refused):
+    path = _sqlite_file(tmp_path, 'fk.sqlite', script)
+
+    def no_connection(_params):
+        raise AssertionError('the target was contacted')
+    with pytest.raises(MigrationError, match='PostgreSQL cannot create these foreign keys') as failure:
+        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='fk', db='x'),
+                           connect_fn=no_connection)
+    assert refused in failure.value.msg
+
+
+def test_cycles_forward_references_and_names_in_any_case_load(postgresql_server, empty_db, tmp_path):
+    """Mutually referencing tables, a row pointing at a later row of its own table, and SQLite's case-blind names."""
+    path = _sqlite_file(tmp_path, 'cycle.sqlite', '''
+        CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES B(ID));
+        CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id));
+        CREATE TABLE Emp (Id INTEGER PRIMARY KEY, Code TEXT UNIQUE, Boss INTEGER, BossCode TEXT,
+                          FOREIGN KEY (boss) REFERENCES emp(id), FOREIGN KEY (bosscode) REFERENCES EMP(code));
+        INSERT INTO a VALUES (1, 2), (3, NULL);
+        INSERT INTO b VALUES (2, 1), (4, 3);
+        INSERT INTO Emp VALUES (1, 'one', 2, 'two'), (2, 'two', NULL, NULL), (3, 'three', 1, 'one');
+    ''')
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='cyc')
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match'] and result['validation']['fk_orphans'] == 0
+    fks = sorted(row[0] for row in postgresql_server.query(
+        empty_db, "SELECT conrelid::regclass::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint "
+                  "WHERE connamespace = 'cyc'::regnamespace AND contype = 'f'"))
+    assert fks == [
+        'cyc."Emp" FOREIGN KEY ("Boss") REFERENCES cyc."Emp"("Id")', 'cyc."Emp" FOREIGN KEY ("BossCode") REFERENCES cyc."Emp"("Code")',
+        'cyc.a FOREIGN KEY (b_id) REFERENCES cyc.b(id)', 'cyc.b FOREIGN KEY (a_id) REFERENCES cyc.a(id)']
+    assert migration_load.run(params)['changed'] is False
+
+
+def test_orphans_in_a_cycle_are_still_found(postgresql_server, empty_db, tmp_path):
+    path = _sqlite_file(tmp_path, 'cycle.sqlite', '''
+        CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b(id));
+        CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a(id));
+        INSERT INTO a VALUES (1, 3);
+        INSERT INTO b VALUES (2, 1);
+    ''')
+    with pytest.raises(MigrationError) as failure:
+        migration_load.run(dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='cyc'))
+    problems = failure.value.details['problems']
+    assert [(p['table'], p['class']) for p in problems] == [('a', 'orphan')]
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cyc'")[0][0] == 0
