@@ -184,7 +184,44 @@ def generic_tables(conn, schema, casts=None):
     planned = []
     for name in order:
         planned.append(_plan_table(conn, schema, name, info[name], indexes[name], pks, fks[name], casts))
+    _check_key_types(planned)
     return planned, notices
+
+
+_INTEGER_KINDS = frozenset(('smallint', 'integer', 'bigint'))
+
+
+def comparable_kinds(child, parent):
+    """Whether PostgreSQL can build a foreign key from a ``child`` kind column to a ``parent`` kind key.
+
+    It needs an equality operator between the two types, or an implicit cast of the child's
+    type to the parent's: the integer types compare with each other, an integer column can
+    reference numeric and double precision keys, numeric can reference double precision, and
+    date and timestamptz compare with each other.  Anything else needs a cast.
+    """
+    if child == parent or (child in _INTEGER_KINDS and parent in _INTEGER_KINDS):
+        return True
+    if child in _INTEGER_KINDS and parent in ('numeric', 'float8'):
+        return True
+    return (child, parent) in (('numeric', 'float8'), ('date', 'timestamptz'), ('timestamptz', 'date'))
+
+
+def _check_key_types(planned):
+    """Refuse foreign keys between columns of types PostgreSQL cannot compare, before the target is touched."""
+    specs = dict((table.spec.name, table) for table in planned)
+    refused = []
+    for table in planned:
+        spec = table.spec
+        for fk in spec.fks:
+            parent = specs[fk.parent]
+            for col, parent_col in zip(fk.columns, fk.parent_columns):
+                child_at, parent_at = spec.index_of(col), parent.spec.index_of(parent_col)
+                if not comparable_kinds(spec.columns[child_at].kind, parent.spec.columns[parent_at].kind):
+                    refused.append('%s.%s (%s) references %s.%s (%s)' % (
+                        spec.name, col, table.pg_types[child_at], fk.parent, parent_col, parent.pg_types[parent_at]))
+    if refused:
+        raise MigrationError('PostgreSQL cannot compare the types of these foreign key columns; give one side the '
+                             'other\'s type with casts (nothing was written): %s' % '; '.join(refused))
 
 
 _ASCII_LOWER = dict(zip(range(ord('A'), ord('Z') + 1), range(ord('a'), ord('z') + 1)))

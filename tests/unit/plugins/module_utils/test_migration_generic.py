@@ -20,7 +20,7 @@ from test_sqlite_source import SHADOWS, VIRTUAL_DDL
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load, sqlite_source
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import (
-    constraint_name, format_type, generic_tables, map_type, parse_cast,
+    CAST_TYPES, comparable_kinds, constraint_name, format_type, generic_tables, map_type, parse_cast,
 )
 
 CHINOOK = REPO.parent / 'shared' / 'data' / 'Chinook_Sqlite.sqlite'
@@ -424,3 +424,47 @@ def test_orphans_in_a_cycle_are_still_found(postgresql_server, empty_db, tmp_pat
     problems = failure.value.details['problems']
     assert [(p['table'], p['class']) for p in problems] == [('a', 'orphan')]
     assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'cyc'")[0][0] == 0
+
+
+def test_comparable_kinds_agree_with_postgresql(postgresql_server, empty_db):
+    """For every pair of kinds, PostgreSQL itself decides whether the foreign key can be created."""
+    kinds = sorted(set(kind for _pattern, kind in CAST_TYPES))
+    conn = postgresql_server.connect(empty_db)
+    conn.autocommit = False
+    disagree = []
+    try:
+        cur = conn.cursor()
+        for parent in kinds:
+            for child in kinds:
+                cur.execute('SAVEPOINT pair')
+                cur.execute('CREATE TABLE p (k %s PRIMARY KEY)' % format_type(parent))
+                try:
+                    cur.execute('CREATE TABLE c (r %s REFERENCES p (k))' % format_type(child))
+                    created = True
+                except Exception:  # pylint: disable=broad-except
+                    created = False
+                cur.execute('ROLLBACK TO SAVEPOINT pair')
+                if created != comparable_kinds(child, parent):
+                    disagree.append((child, parent, created))
+        conn.rollback()
+    finally:
+        conn.close()
+    assert disagree == []
+
+
+def test_foreign_keys_between_incomparable_types_are_refused_before_connecting(tmp_path):
+    path = _sqlite_file(tmp_path, 'types.sqlite', '''
+        CREATE TABLE p (code TEXT PRIMARY KEY, n INTEGER UNIQUE);
+        CREATE TABLE c (id INTEGER PRIMARY KEY, code INTEGER REFERENCES p (code), n TEXT REFERENCES p (n));
+    ''')
+
+    def no_connection(_params):
+        raise AssertionError('the target was contacted')
+    params = dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='ty', db='x')
+    with pytest.raises(MigrationError, match='cannot compare the types') as failure:
+        migration_load.run(params, connect_fn=no_connection)
+    assert 'c.code (bigint) references p.code (text)' in failure.value.msg
+    assert 'c.n (text) references p.n (bigint)' in failure.value.msg
+    # A cast on one side makes the keys comparable; the run then gets as far as connecting.
+    with pytest.raises(AssertionError, match='contacted'):
+        migration_load.run(dict(params, casts={'c.code': 'text', 'p.n': 'text'}), connect_fn=no_connection)
