@@ -442,6 +442,50 @@ def _json_safe(value):
 # Per-table checks
 # ---------------------------------------------------------------------------
 
+def _numeric_key(text):
+    """numeric compares by value: 1.5, 1.50 and 15E-1 are one key."""
+    return str(decimal.Decimal(text).normalize())
+
+
+def _float_key(text):
+    """double precision compares 0 and -0 equal."""
+    return '0' if text == '-0' else text
+
+
+# What PostgreSQL's UNIQUE compares, from a column's canonical text, where that is not the text itself.
+_UNIQUE_KEYS = {'numeric': _numeric_key, 'float8': _float_key}
+
+
+def unique_key_function(spec, cols, policies):
+    """The key a UNIQUE constraint on ``cols`` compares, as a function of their raw source values.
+
+    Each value goes through its column's converter (a fix included) and then the comparison
+    PostgreSQL makes, so values SQLite keeps apart but that load as equal (1 and '1' in an
+    untyped column, 1.251 and 1.25 in numeric(8,2), one instant written two ways in a
+    timestamp column) get the same key.  None when a value is NULL or has a problem: such a
+    row has no key to collide with.
+    """
+    parts = []
+    for name in cols:
+        col = spec.columns[spec.index_of(name)]
+        parts.append((make_converter(col, policies)[2], _UNIQUE_KEYS.get(col.kind)))
+
+    def key(*values):
+        texts = []
+        for (convert, normal), value in zip(parts, values):
+            try:
+                text = convert(value)
+            except Fixed as fixed:
+                text = fixed.text
+            except Problem:
+                return None
+            if text == NULL:
+                return None
+            texts.append(normal(text) if normal is not None else text)
+        return '\x00'.join(texts)  # no canonical text holds a NUL
+    return key
+
+
 class KeyRegistry(object):
     """Keys of parent rows kept, skipped and failed, per (table, referenced columns).
 
@@ -464,12 +508,14 @@ class TableChecker(object):
     """Checks and converts the rows of one table; iterate :meth:`lines` to get what to load.
 
     ``referenced`` lists the column tuples of this table that foreign keys point at (their
-    values are registered for the FK checks of child tables); ``unique_candidates`` holds, per
+    values are registered for the FK checks of child tables); ``provisional`` maps a
+    (parent, columns) not loaded yet to the keys its rows would keep, read ahead from the
+    source (self references and cycles); ``unique_candidates`` holds, per
     entry of ``spec.uniques``, the raw source values that occur more than once (computed by
     SQLite with GROUP BY ... HAVING count(*) > 1), so only those rows are tracked in memory.
     """
 
-    def __init__(self, spec, policies, problems, rejects, registry, referenced=(), unique_candidates=None):
+    def __init__(self, spec, policies, problems, rejects, registry, referenced=(), unique_candidates=None, provisional=None):
         self.spec = spec
         self.policies = policies
         self.problems = problems
@@ -488,10 +534,12 @@ class TableChecker(object):
         self.fk_checks = []
         for fk in spec.fks:
             nullable = all(not spec.columns[spec.index_of(name)].not_null for name in fk.columns)
+            early = (provisional or {}).get((fk.parent, tuple(fk.parent_columns)))
             self.fk_checks.append((fk, tuple(spec.index_of(name) for name in fk.columns), nullable,
-                                   registry.sets(fk.parent, fk.parent_columns)))
+                                   registry.sets(fk.parent, fk.parent_columns), early))
         candidates = unique_candidates or [set() for _cols in spec.uniques]
-        self.unique_checks = [({}, tuple(spec.index_of(name) for name in cols), cands)
+        self.unique_checks = [({}, tuple(spec.index_of(name) for name in cols), cands,
+                               tuple(_UNIQUE_KEYS.get(spec.columns[spec.index_of(name)].kind) for name in cols))
                               for cols, cands in zip(spec.uniques, candidates) if cands]
         self.source_rows = 0
         self.kept_rows = 0
@@ -523,10 +571,12 @@ class TableChecker(object):
 
     def _check_fks(self, values, found):
         """Orphan checks, and cascades from parent rows that were skipped or failed."""
-        for fk, idx, nullable, (parent_kept, parent_dropped, parent_failed) in self.fk_checks:
+        for fk, idx, nullable, (parent_kept, parent_dropped, parent_failed), early in self.fk_checks:
             key = _key(values, idx)
             if key is None or key in parent_kept:
                 continue
+            if early is not None and key in early and key not in parent_dropped and key not in parent_failed:
+                continue  # a parent row not loaded yet that its own checks keep (its foreign keys are checked later)
             shown = key if len(idx) == 1 else ','.join(key)
             where = '%s(%s)=%s' % (fk.parent, ','.join(fk.parent_columns), shown)
             columns = ','.join(fk.columns)
@@ -554,25 +604,25 @@ class TableChecker(object):
                 found.append((problem, policy))
 
     def _check_uniques(self, row, values, found):
-        """Duplicate checks for rows whose raw values SQLite reported more than once."""
-        for seen, idx, candidates in self.unique_checks:
+        """Duplicate checks for the rows whose keys :func:`unique_key_function` found more than once."""
+        for seen, idx, candidates, normals in self.unique_checks:
             if tuple(row[i] for i in idx) not in candidates:
                 continue
-            key = _key(values, idx)
+            key = _unique_key(values, idx, normals)
             if key is None:
                 continue
             first = seen.get(key)
             if first is None:
                 continue
             names = ','.join(self.spec.columns[i].name for i in idx)
-            shown = copy_unescape(key) if len(idx) == 1 else ','.join(key)
+            shown = ','.join(copy_unescape(values[i]) for i in idx)
             found.append((Problem('unique', 'duplicate %s, first used by %s %s' % (names, '/'.join(self.spec.pk), first),
                                   shown, names), self.policies['unique']))
 
     def _remember_uniques(self, row, values):
-        for seen, idx, candidates in self.unique_checks:
+        for seen, idx, candidates, normals in self.unique_checks:
             if tuple(row[i] for i in idx) in candidates:
-                key = _key(values, idx)
+                key = _unique_key(values, idx, normals)
                 if key is not None:
                     seen.setdefault(key, self._pk(values))
 
@@ -598,9 +648,9 @@ class TableChecker(object):
         size = size or BATCH_ROWS
         rows = iter(rows)
         converters = self.batch_converters
-        # Foreign keys on one column are checked per batch; tables with anything else
-        # (several-column foreign keys, candidate duplicates) take the per-row checks.
-        inline_fks = [(idx[0], sets[0]) for _fk, idx, _nullable, sets in self.fk_checks if len(idx) == 1]
+        # Foreign keys on one column are checked per batch; tables with anything else (several-column
+        # foreign keys, references to rows not loaded yet, candidate duplicates) take the per-row checks.
+        inline_fks = [(idx[0], sets[0]) for _fk, idx, _nullable, sets, early in self.fk_checks if len(idx) == 1 and early is None]
         per_row = len(inline_fks) != len(self.fk_checks) or bool(self.unique_checks)
         registrations = [(idx, sets[0]) for idx, sets in self.registrations]
         join = '\t'.join
@@ -694,6 +744,16 @@ def _register_all(kept, columns, idx):
         kept.discard(NULL)
         return
     kept.update(key for key in zip(*(columns[i] for i in idx)) if NULL not in key)
+
+
+def _unique_key(values, idx, normals):
+    """The key a UNIQUE constraint compares for ``values`` at ``idx``; None if any is NULL."""
+    key = _key(values, idx)
+    if key is None or not any(normals):
+        return key
+    parts = [key] if len(idx) == 1 else list(key)
+    parts = [normal(part) if normal is not None else part for normal, part in zip(normals, parts)]
+    return parts[0] if len(idx) == 1 else tuple(parts)
 
 
 def _key(values, idx):

@@ -387,6 +387,9 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
         links.append('ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
             target, quote_ident(fk_name), ', '.join(quote_ident(c) for c in fk['columns']), qualified(schema, fk['parent']),
             ', '.join(quote_ident(c) for c in parent_cols), fk['on_delete'].upper(), fk['on_update'].upper()))
+    if pk and not identity:
+        # Keys SQLite keeps apart can load as equal (1 and '1' in an untyped column): checked like UNIQUE.
+        uniques.insert(0, tuple(pk))
     spec = TableSpec(name, name, cols, pk=pk, uniques=uniques, fks=specs_fks, identity=pk[0] if identity else None,
                      source_order=None if pk else '')
     return GenericTable(spec, pg_types, create, finish, links, warnings)

@@ -47,7 +47,7 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app 
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
     KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, TableSpec, key_function, qualified, quote_ident,
-    resolve_policies, sortable_key,
+    resolve_policies, sortable_key, unique_key_function,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import generic_tables
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_stream import (
@@ -228,7 +228,8 @@ class SourcePass(object):
         result = []
         for cols in spec.uniques:
             exprs = [spec.columns[spec.index_of(name)].source for name in cols]
-            result.append(sqlite_source.duplicate_values(self.src, spec.source, exprs))
+            key = unique_key_function(spec, cols, self.policies)
+            result.append(sqlite_source.duplicate_values(self.src, spec.source, exprs, key))
         return result
 
     def _preload_cyclic_parents(self, spec):
@@ -238,11 +239,15 @@ class SourcePass(object):
         known yet either (a cycle, or a row referencing a later row of its own table); those
         are checked when the parent itself is loaded.
         """
+        provisional = {}
         for fk in spec.fks:
             if fk.parent in self._seen:
                 continue
+            if (fk.parent, tuple(fk.parent_columns)) in provisional:
+                continue
             parent = next(s for s in self.plan.specs if s.name == fk.parent)
-            kept = self.registry.sets(fk.parent, fk.parent_columns)[0]
+            # Kept apart from the parent's own registration, which records what its load really keeps.
+            kept = provisional.setdefault((fk.parent, tuple(fk.parent_columns)), set())
             bare = TableSpec(parent.name, parent.source, parent.columns, parent.pk, parent.uniques, (), parent.identity,
                              parent.source_order)
             checker = TableChecker(bare, self.policies, ProblemLog(0), RejectLog(None), KeyRegistry(),
@@ -251,12 +256,13 @@ class SourcePass(object):
             for line in checker.lines(sqlite_source.stream(self.src, parent.source_sql())):
                 fields = line.split('\t')
                 kept.add(fields[idx[0]] if len(idx) == 1 else tuple(fields[i] for i in idx))
+        return provisional
 
     def checker(self, spec):
-        self._preload_cyclic_parents(spec)
+        provisional = self._preload_cyclic_parents(spec)
         checker = TableChecker(spec, self.policies, self.problems, self.rejects, self.registry,
                                referenced=self.plan.referenced.get(spec.name, ()),
-                               unique_candidates=self._unique_candidates(spec))
+                               unique_candidates=self._unique_candidates(spec), provisional=provisional)
         self.checkers[spec.name] = checker
         self._seen.add(spec.name)
         return checker
@@ -659,9 +665,7 @@ class _Migration(object):
         before = _counts(self.cur, self.schema, names, self.existing)
         action, differences = 'load', None
         tick = time.time()
-        if any(before.values()) or (self.existing and self._source_is_empty()):
-            # Target rows to compare, or nothing on either side: an empty source over existing empty tables
-            # writes nothing, so it must not count as a change (nor add an audit row) on every run.
+        if any(before.values()):
             source_pass, differences, identical = self._compare()
             self.timings['compare_seconds'] = round(time.time() - tick, 3)
             self._fail_on_problems(source_pass, 'the source has problems')
@@ -687,6 +691,12 @@ class _Migration(object):
         source_pass, spills, loaded = self._load(fresh)
         self.timings['load_seconds'] = round(time.time() - tick, 3)
         self._fail_on_problems(source_pass, 'the source has problems')
+        if self.existing and not any(loaded.values()):
+            # Existing tables, empty before and after: an empty source, or every row skipped. Nothing is
+            # written, so a re-run must not count as a change (nor add an audit row) every time.
+            for spill in spills.values():
+                spill.close()
+            return self._unchanged(source_pass, before)
         tick = time.time()
         if self.plan.mode == 'generic' and not self.existing:
             self._finish_generic(set(names))
@@ -713,10 +723,6 @@ class _Migration(object):
         else:
             self.conn.commit()
         return result
-
-    def _source_is_empty(self):
-        return not any(self.src.execute('SELECT EXISTS (SELECT 1 FROM %s)' % quote_ident(spec.source)).fetchone()[0]
-                       for spec in self.plan.specs)
 
     def _unchanged(self, source_pass, before):
         self.conn.rollback()

@@ -187,10 +187,22 @@ def foreign_keys(conn, table):
     return [grouped[key] for key in sorted(grouped)]
 
 
-def duplicate_values(conn, table, expressions):
-    """Raw value tuples that occur more than once in ``expressions`` (SQLite does the grouping)."""
+def duplicate_values(conn, table, expressions, key=None):
+    """Raw value tuples of ``expressions`` whose key occurs more than once (SQLite does the grouping).
+
+    Without ``key`` the raw values themselves are the key.  ``key`` is a Python function of
+    the raw values (text passed as bytes, as the snapshot reads it; None = no key): the rows
+    whose keys collide are returned, with memory bounded by SQLite's own temporary storage.
+    """
     select = ', '.join(expressions)
-    sql = 'SELECT %s FROM "%s" GROUP BY %s HAVING count(*) > 1' % (select, table.replace('"', '""'), select)
+    source = '"%s"' % table.replace('"', '""')
+    if key is None:
+        sql = 'SELECT %s FROM %s GROUP BY %s HAVING count(*) > 1' % (select, source, select)
+        return set(tuple(row) for row in conn.execute(sql))
+    conn.create_function('agent_ui_key', len(expressions), key, deterministic=True)
+    args = ', '.join("CASE WHEN typeof(%s) = 'text' THEN CAST(%s AS BLOB) ELSE %s END" % (e, e, e) for e in expressions)
+    sql = 'SELECT %s FROM %s WHERE agent_ui_key(%s) IN (SELECT agent_ui_key(%s) FROM %s GROUP BY 1 HAVING count(*) > 1)' % (
+        select, source, args, args, source)
     return set(tuple(row) for row in conn.execute(sql))
 
 
