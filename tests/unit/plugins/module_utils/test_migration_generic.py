@@ -18,13 +18,27 @@ import pytest
 from conftest import REPO
 from test_sqlite_source import SHADOWS, VIRTUAL_DDL
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load, sqlite_source
-from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
+    PROBLEM_CLASSES, MigrationError, TableSpec, column, resolve_policies, unique_key_function,
+)
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import (
     CAST_TYPES, comparable_kinds, constraint_name, format_type, generic_tables, map_type, parse_cast,
 )
 
 CHINOOK = REPO.parent / 'shared' / 'data' / 'Chinook_Sqlite.sqlite'
 needs_chinook = pytest.mark.skipif(not CHINOOK.is_file(), reason='Chinook sample not found at %s' % CHINOOK)
+
+
+def no_connection(_params):
+    raise AssertionError('the target was contacted')
+
+
+def refusal(path, match, **extra):
+    """The message of a generic run on ``path`` that must stop before it contacts the target."""
+    with pytest.raises(MigrationError, match=match) as failure:
+        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='refused', db='x', **extra),
+                           connect_fn=no_connection)
+    return failure.value.msg
 
 
 @pytest.mark.parametrize('declared, kind, pg_type', [
@@ -294,13 +308,7 @@ def test_identifiers_postgresql_would_cut_are_refused_before_connecting(tmp_path
     conn = sqlite3.connect(path)
     conn.executescript(ddl)
     conn.close()
-
-    def no_connection(_params):
-        raise AssertionError('the target was contacted')
-    with pytest.raises(MigrationError, match='at most 63 bytes') as failure:
-        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='cut', db='x'),
-                           connect_fn=no_connection)
-    assert named in failure.value.msg
+    assert named in refusal(path, 'at most 63 bytes')
 
 
 # ---------------------------------------------------------------------------
@@ -345,12 +353,7 @@ def test_unreadable_virtual_table_is_refused_before_connecting(tmp_path):
                  "VALUES ('table', 'vx', 'vx', 0, 'CREATE VIRTUAL TABLE vx USING nosuchmodule(a, b)')")
     conn.commit()
     conn.close()
-
-    def no_connection(_params):
-        raise AssertionError('the target was contacted')
-    with pytest.raises(MigrationError, match='cannot read virtual table vx [(]module nosuchmodule[)].*no such module'):
-        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='vx', db='x'),
-                           connect_fn=no_connection)
+    refusal(path, 'cannot read virtual table vx [(]module nosuchmodule[)].*no such module')
 
 
 # ---------------------------------------------------------------------------
@@ -380,13 +383,7 @@ def _sqlite_file(tmp_path, name, script):
 ], ids=['missing_table', 'not_unique', 'partial_unique', 'missing_column', 'no_primary_key'])
 def test_foreign_keys_postgresql_cannot_create_are_refused_before_connecting(tmp_path, script, refused):
     path = _sqlite_file(tmp_path, 'fk.sqlite', script)
-
-    def no_connection(_params):
-        raise AssertionError('the target was contacted')
-    with pytest.raises(MigrationError, match='PostgreSQL cannot create these foreign keys') as failure:
-        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='fk', db='x'),
-                           connect_fn=no_connection)
-    assert refused in failure.value.msg
+    assert refused in refusal(path, 'PostgreSQL cannot create these foreign keys')
 
 
 def test_cycles_forward_references_and_names_in_any_case_load(postgresql_server, empty_db, tmp_path):
@@ -457,14 +454,78 @@ def test_foreign_keys_between_incomparable_types_are_refused_before_connecting(t
         CREATE TABLE p (code TEXT PRIMARY KEY, n INTEGER UNIQUE);
         CREATE TABLE c (id INTEGER PRIMARY KEY, code INTEGER REFERENCES p (code), n TEXT REFERENCES p (n));
     ''')
-
-    def no_connection(_params):
-        raise AssertionError('the target was contacted')
-    params = dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='ty', db='x')
-    with pytest.raises(MigrationError, match='cannot compare the types') as failure:
-        migration_load.run(params, connect_fn=no_connection)
-    assert 'c.code (bigint) references p.code (text)' in failure.value.msg
-    assert 'c.n (text) references p.n (bigint)' in failure.value.msg
+    msg = refusal(path, 'cannot compare the types')
+    assert 'c.code (bigint) references p.code (text)' in msg and 'c.n (text) references p.n (bigint)' in msg
     # A cast on one side makes the keys comparable; the run then gets as far as connecting.
     with pytest.raises(AssertionError, match='contacted'):
-        migration_load.run(dict(params, casts={'c.code': 'text', 'p.n': 'text'}), connect_fn=no_connection)
+        migration_load.run(dict(migration_load.DEFAULTS, src=path, mode='generic', target_schema='ty', db='x',
+                                casts={'c.code': 'text', 'p.n': 'text'}), connect_fn=no_connection)
+
+
+# ---------------------------------------------------------------------------
+# UNIQUE and keys compare what PostgreSQL compares; skipped rows and read-ahead keys
+# ---------------------------------------------------------------------------
+
+ALL_SKIP = dict((cls, 'skip_row') for cls in PROBLEM_CLASSES)
+
+
+@pytest.mark.parametrize('ddl, rows, shown', [
+    ('CREATE TABLE u (id INTEGER PRIMARY KEY, v UNIQUE)', [(1, 1), (2, '1')], '1'),
+    ('CREATE TABLE u (id INTEGER PRIMARY KEY, v UNIQUE)', [(1, b'ab'), (2, 'ab')], 'ab'),
+    ('CREATE TABLE u (id INTEGER PRIMARY KEY, v NUMERIC(8,2) UNIQUE)', [(1, 1.251), (2, 1.25)], '1.25'),
+    ('CREATE TABLE u (id INTEGER PRIMARY KEY, v DATETIME UNIQUE)', [(1, '2024-01-01 00:00:00'), (2, 1704067200)],
+     '2024-01-01 00:00:00+00'),
+    ('CREATE TABLE u (id INTEGER PRIMARY KEY, v DATETIME UNIQUE)', [(1, '2024-01-01T01:00:00.000+01:00'), (2, 1704067200000)],
+     '2024-01-01 00:00:00+00'),
+    ('CREATE TABLE u (id PRIMARY KEY, v TEXT)', [(1, 'a'), ('1', 'b')], '1'),
+], ids=['int_and_text', 'blob_and_text', 'numeric_scale', 'timestamp_forms', 'offset_and_epoch_ms', 'untyped_primary_key'])
+def test_values_sqlite_keeps_apart_but_postgresql_compares_equal(postgresql_server, empty_db, tmp_path, ddl, rows, shown):
+    """Under fail a clear unique problem before writing, not PostgreSQL's error; under skip_row the second row goes."""
+    path = _sqlite_file(tmp_path, 'uniq.sqlite', ddl + ';')
+    conn = sqlite3.connect(path)
+    conn.executemany('INSERT INTO u VALUES (?, ?)', rows)
+    conn.commit()
+    conn.close()
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='uq')
+    with pytest.raises(MigrationError, match='the source has problems') as failure:
+        migration_load.run(params)
+    problem = failure.value.details['problems'][0]
+    assert (problem['class'], problem['value_excerpt']) == ('unique', shown)
+    result = migration_load.run(dict(params, policies={'unique': 'skip_row'}))
+    assert result['validation']['checksums_match'] and result['tables']['u']['skipped_rows'] == 1
+    assert postgresql_server.query(empty_db, 'SELECT count(*) FROM uq.u') == [(1,)]
+
+
+def test_unique_keys_normalise_numeric_scale_and_float_zero():
+    spec = TableSpec('t', 't', [column('n', 'numeric'), column('f', 'float8'), column('s', 'text')], pk=())
+    key = unique_key_function(spec, ['n', 'f', 's'], resolve_policies(None))
+    assert key(b'1.50', 0.0, b'x') == key(1.5, -0.0, b'x') == key(b'15E-1', b'-0', b'x')
+    assert key(b'1.5', 0.0, b'x') != key(b'1.51', 0.0, b'x')
+    assert key(None, 0.0, b'x') is None and key(b'not a number', 0.0, b'x') is None
+
+
+def test_rerun_where_every_row_is_skipped_is_no_change(postgresql_server, empty_db, tmp_path):
+    path = _sqlite_file(tmp_path, 'skipped.sqlite', '''
+        CREATE TABLE p (id INTEGER PRIMARY KEY, v INTEGER);
+        INSERT INTO p VALUES (1, 'not a number');
+    ''')
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='sk', policies=ALL_SKIP)
+    first = migration_load.run(params)
+    assert first['changed'] is True and first['tables']['p']['skipped_rows'] == 1
+    second = migration_load.run(params)
+    assert second['changed'] is False and second['action'] == 'none'
+
+
+def test_rows_dropped_by_a_self_reference_cascade_stay_dropped_for_child_tables(postgresql_server, empty_db, tmp_path):
+    """Row 4 looks fine on its own but refers to row 1, which is skipped: both are gone for the child table too."""
+    path = _sqlite_file(tmp_path, 'cascade.sqlite', '''
+        CREATE TABLE t (id INTEGER PRIMARY KEY, ref INTEGER REFERENCES t (id));
+        CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id));
+        INSERT INTO t VALUES (1, 99), (4, 1), (5, NULL);
+        INSERT INTO c VALUES (1, 4), (2, 5);
+    ''')
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='cas', policies=ALL_SKIP)
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match'] and result['validation']['fk_orphans'] == 0
+    assert postgresql_server.query(empty_db, 'SELECT id FROM cas.t ORDER BY 1') == [(5,)]
+    assert postgresql_server.query(empty_db, 'SELECT id FROM cas.c ORDER BY 1') == [(2,)]
