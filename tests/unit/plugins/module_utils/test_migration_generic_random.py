@@ -36,6 +36,10 @@ def quoted(name):
     return '"%s"' % name.replace('"', '""')
 
 
+def _text(rnd, chars, most):
+    return ''.join(rnd.choice(chars) for _position in range(rnd.randint(0, most)))
+
+
 def random_value(rnd, declared):
     """A value SQLite stores for ``declared`` that the type mapping accepts."""
     if rnd.random() < 0.1:
@@ -43,12 +47,12 @@ def random_value(rnd, declared):
     upper = declared.upper()
     choices = [
         ('INT', lambda: rnd.choice([0, 1, -1, 2 ** 62, -2 ** 63, rnd.randint(-10 ** 6, 10 ** 6)])),
-        ('NVARCHAR(5)', lambda: ''.join(rnd.choice(u'abc\u00fc\\') for _ in range(rnd.randint(0, 5)))),
-        ('VARCHAR(10)', lambda: ''.join(rnd.choice(TEXT_CHARS) for _ in range(rnd.randint(0, 10)))),
-        ('CHAR', lambda: ''.join(rnd.choice(TEXT_CHARS) for _ in range(rnd.randint(0, 30)))),
-        ('CLOB', lambda: ''.join(rnd.choice(TEXT_CHARS) for _ in range(rnd.randint(0, 30)))),
-        ('TEXT', lambda: ''.join(rnd.choice(TEXT_CHARS) for _ in range(rnd.randint(0, 30)))),
-        ('BLOB', lambda: bytes(bytearray(rnd.randint(0, 255) for _ in range(rnd.randint(0, 20))))),
+        ('NVARCHAR(5)', lambda: _text(rnd, u'abc\u00fc\\', 5)),
+        ('VARCHAR(10)', lambda: _text(rnd, TEXT_CHARS, 10)),
+        ('CHAR', lambda: _text(rnd, TEXT_CHARS, 30)),
+        ('CLOB', lambda: _text(rnd, TEXT_CHARS, 30)),
+        ('TEXT', lambda: _text(rnd, TEXT_CHARS, 30)),
+        ('BLOB', lambda: bytes(bytearray(rnd.randint(0, 255) for _byte in range(rnd.randint(0, 20))))),
         ('REAL', lambda: rnd.choice([0.0, -0.0, 1.5, 1e300, -2.5e-300, 0.1, 3.0, rnd.randint(-1000, 1000) / 7.0])),
         ('DOUB', lambda: rnd.choice([0.0, 1e-5, 2.0 ** 60])),
         ('BOOL', lambda: rnd.choice([0, 1])),
@@ -69,7 +73,7 @@ def random_value(rnd, declared):
 def _table(rnd, conn, name, earlier):
     """Create and fill one random table; return its key column (or None) and declared types."""
     cols = rnd.sample(COLUMNS, rnd.randint(1, 5))
-    types = [rnd.choice(TYPES) for _ in cols]
+    types = [rnd.choice(TYPES) for _col in cols]
     kind = rnd.choice(['rowid', 'rowid', 'composite', 'none', 'without'])
     key_cols = [c for c, t in zip(cols, types) if t in KEY_TYPES][:2] if kind in ('composite', 'without') else []
     if kind in ('composite', 'without') and not key_cols:
@@ -126,7 +130,7 @@ def random_source(rnd, path):
     if rnd.random() < 0.2:
         conn.execute('CREATE VIRTUAL TABLE fts USING fts5(title, body)')
         conn.executemany('INSERT INTO fts (rowid, title, body) VALUES (?, ?, ?)',
-                         [(rnd.randint(1, 10 ** 9), random_value(rnd, 'TEXT'), random_value(rnd, 'TEXT')) for _ in range(20)])
+                         [(rnd.randint(1, 10 ** 9), random_value(rnd, 'TEXT'), random_value(rnd, 'TEXT')) for _row in range(20)])
     conn.commit()
     conn.close()
 
