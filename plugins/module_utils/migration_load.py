@@ -691,9 +691,10 @@ class _Migration(object):
         source_pass, spills, loaded = self._load(fresh)
         self.timings['load_seconds'] = round(time.time() - tick, 3)
         self._fail_on_problems(source_pass, 'the source has problems')
-        if self.existing and not any(loaded.values()):
+        if action == 'load' and self.existing and not any(loaded.values()):
             # Existing tables, empty before and after: an empty source, or every row skipped. Nothing is
-            # written, so a re-run must not count as a change (nor add an audit row) every time.
+            # written, so a re-run must not count as a change (nor add an audit row) every time. (A replace
+            # that empties the tables is a change.)
             for spill in spills.values():
                 spill.close()
             return self._unchanged(source_pass, before)

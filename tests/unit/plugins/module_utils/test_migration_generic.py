@@ -529,3 +529,21 @@ def test_rows_dropped_by_a_self_reference_cascade_stay_dropped_for_child_tables(
     assert result['validation']['checksums_match'] and result['validation']['fk_orphans'] == 0
     assert postgresql_server.query(empty_db, 'SELECT id FROM cas.t ORDER BY 1') == [(5,)]
     assert postgresql_server.query(empty_db, 'SELECT id FROM cas.c ORDER BY 1') == [(2,)]
+
+
+def test_replace_with_a_source_that_is_now_empty_empties_the_target(postgresql_server, empty_db, tmp_path):
+    path = _sqlite_file(tmp_path, 'emptied.sqlite', '''
+        CREATE TABLE p (id INTEGER PRIMARY KEY, v TEXT);
+        INSERT INTO p VALUES (1, 'a'), (2, 'b');
+    ''')
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='em')
+    migration_load.run(params)
+    conn = sqlite3.connect(path)
+    conn.execute('DELETE FROM p')
+    conn.commit()
+    conn.close()
+    with pytest.raises(MigrationError, match='already holds different data'):
+        migration_load.run(params)
+    result = migration_load.run(dict(params, on_conflict='replace'))
+    assert result['changed'] is True and result['action'] == 'replace'
+    assert postgresql_server.query(empty_db, 'SELECT count(*) FROM em.p') == [(0,)]
