@@ -486,6 +486,27 @@ def unique_key_function(spec, cols, policies):
     return key
 
 
+# Storage classes on which a kind's conversion is one to one (no fix involved), so equal keys mean equal raw values.
+_ONE_TO_ONE = {'text': frozenset(('text', 'null')), 'smallint': frozenset(('integer', 'null')),
+               'integer': frozenset(('integer', 'null')), 'bigint': frozenset(('integer', 'null'))}
+
+
+def raw_values_decide(col, policies, storage):
+    """Whether raw equality is exactly key equality for ``col``, whose values SQLite stores as ``storage``.
+
+    True for text stored as text and integers stored as integers, when no fix can rewrite a value and a
+    NULL does not load as a default: the conversion is then one to one, so SQLite may group the raw values
+    itself, and :func:`unique_key_function` (a Python call per row) is not needed.
+    """
+    allowed = _ONE_TO_ONE.get(col.kind)
+    if allowed is None or not set(storage) <= allowed or col.null_default is not None:
+        return False
+    if col.kind == 'text':
+        fixes = ['utf8', 'nul'] + (['enum'] if col.allowed else [])
+        return not any(policies[cls] == 'fix' for cls in fixes)
+    return True
+
+
 class KeyRegistry(object):
     """Keys of parent rows kept, skipped and failed, per (table, referenced columns).
 

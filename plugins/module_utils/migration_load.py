@@ -47,7 +47,7 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app 
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
     KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, TableSpec, key_function, qualified, quote_ident,
-    resolve_policies, sortable_key, unique_key_function,
+    raw_values_decide, resolve_policies, sortable_key, unique_key_function,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import generic_tables
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_stream import (
@@ -227,8 +227,12 @@ class SourcePass(object):
     def _unique_candidates(self, spec):
         result = []
         for cols in spec.uniques:
-            exprs = [spec.columns[spec.index_of(name)].source for name in cols]
-            key = unique_key_function(spec, cols, self.policies)
+            columns = [spec.columns[spec.index_of(name)] for name in cols]
+            exprs = [col.source for col in columns]
+            key = None
+            if not all(raw_values_decide(col, self.policies, sqlite_source.storage_classes(self.src, spec.source, col.source))
+                       for col in columns):
+                key = unique_key_function(spec, cols, self.policies)
             result.append(sqlite_source.duplicate_values(self.src, spec.source, exprs, key))
         return result
 

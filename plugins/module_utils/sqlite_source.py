@@ -187,17 +187,25 @@ def foreign_keys(conn, table):
     return [grouped[key] for key in sorted(grouped)]
 
 
+def storage_classes(conn, table, expression):
+    """The SQLite storage classes (``typeof``) that ``expression`` takes in ``table``."""
+    sql = 'SELECT DISTINCT typeof(%s) FROM "%s"' % (expression, table.replace('"', '""'))
+    return set(_text(row[0]) for row in conn.execute(sql))
+
+
 def duplicate_values(conn, table, expressions, key=None):
     """Raw value tuples of ``expressions`` whose key occurs more than once (SQLite does the grouping).
 
-    Without ``key`` the raw values themselves are the key.  ``key`` is a Python function of
+    Without ``key`` the raw values themselves are the key (a NULL in any of them: no key).  ``key`` is a Python function of
     the raw values (text passed as bytes, as the snapshot reads it; None = no key): the rows
     whose keys collide are returned, with memory bounded by SQLite's own temporary storage.
     """
     select = ', '.join(expressions)
     source = '"%s"' % table.replace('"', '""')
     if key is None:
-        sql = 'SELECT %s FROM %s GROUP BY %s HAVING count(*) > 1' % (select, source, select)
+        # NULLs never collide in a UNIQUE constraint.
+        present = ' AND '.join('%s IS NOT NULL' % e for e in expressions)
+        sql = 'SELECT %s FROM %s WHERE %s GROUP BY %s HAVING count(*) > 1' % (select, source, present, select)
         return set(tuple(row) for row in conn.execute(sql))
     conn.create_function('agent_ui_key', len(expressions), key, deterministic=True)
     args = ', '.join("CASE WHEN typeof(%s) = 'text' THEN CAST(%s AS BLOB) ELSE %s END" % (e, e, e) for e in expressions)
