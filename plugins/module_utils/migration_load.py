@@ -247,11 +247,12 @@ class SourcePass(object):
         for fk in spec.fks:
             if fk.parent in self._seen:
                 continue
-            if (fk.parent, tuple(fk.parent_columns)) in provisional:
+            wanted = (fk.parent, tuple(fk.parent_columns))
+            if wanted in provisional:
                 continue
             parent = next(s for s in self.plan.specs if s.name == fk.parent)
             # Kept apart from the parent's own registration, which records what its load really keeps.
-            kept = provisional.setdefault((fk.parent, tuple(fk.parent_columns)), set())
+            kept = provisional[wanted] = set()
             bare = TableSpec(parent.name, parent.source, parent.columns, parent.pk, parent.uniques, (), parent.identity,
                              parent.source_order)
             checker = TableChecker(bare, self.policies, ProblemLog(0), RejectLog(None), KeyRegistry(),

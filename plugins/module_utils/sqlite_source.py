@@ -196,9 +196,10 @@ def storage_classes(conn, table, expression):
 def duplicate_values(conn, table, expressions, key=None):
     """Raw value tuples of ``expressions`` whose key occurs more than once (SQLite does the grouping).
 
-    Without ``key`` the raw values themselves are the key (a NULL in any of them: no key).  ``key`` is a Python function of
-    the raw values (text passed as bytes, as the snapshot reads it; None = no key): the rows
-    whose keys collide are returned, with memory bounded by SQLite's own temporary storage.
+    Without ``key`` the raw values themselves are the key (a NULL in any of them: no key).
+    ``key`` is a Python function of the raw values (text passed as bytes, as the snapshot reads
+    it; None = no key): the rows whose keys collide are returned, with memory bounded by
+    SQLite's own temporary storage.
     """
     select = ', '.join(expressions)
     source = '"%s"' % table.replace('"', '""')

@@ -317,10 +317,7 @@ def test_identifiers_postgresql_would_cut_are_refused_before_connecting(tmp_path
 # ---------------------------------------------------------------------------
 
 def test_virtual_tables_load_their_rows_and_skip_their_storage(postgresql_server, empty_db, tmp_path):
-    path = str(tmp_path / 'virtual.sqlite')
-    conn = sqlite3.connect(path)
-    conn.executescript(VIRTUAL_DDL)
-    conn.close()
+    path = _sqlite_file(tmp_path, 'virtual.sqlite', VIRTUAL_DDL)
     params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='vt')
     result = migration_load.run(params)
     assert result['validation']['checksums_match'] and result['validation']['counts_match']
@@ -346,14 +343,12 @@ def test_virtual_tables_load_their_rows_and_skip_their_storage(postgresql_server
 
 def test_unreadable_virtual_table_is_refused_before_connecting(tmp_path):
     """A virtual table whose module this SQLite lacks gets a clear error, not a failure halfway."""
-    path = str(tmp_path / 'module.sqlite')
-    conn = sqlite3.connect(path)
-    conn.execute('CREATE TABLE t (id INTEGER PRIMARY KEY)')
-    conn.execute('PRAGMA writable_schema = ON')
-    conn.execute("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) "
-                 "VALUES ('table', 'vx', 'vx', 0, 'CREATE VIRTUAL TABLE vx USING nosuchmodule(a, b)')")
-    conn.commit()
-    conn.close()
+    path = _sqlite_file(tmp_path, 'module.sqlite', '''
+        CREATE TABLE t (id INTEGER PRIMARY KEY);
+        PRAGMA writable_schema = ON;
+        INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql)
+            VALUES ('table', 'vx', 'vx', 0, 'CREATE VIRTUAL TABLE vx USING nosuchmodule(a, b)');
+    ''')
     refusal(path, 'cannot read virtual table vx [(]module nosuchmodule[)].*no such module')
 
 
