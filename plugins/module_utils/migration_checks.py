@@ -25,8 +25,8 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils import migrati
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import (
     _COPY_SPECIAL, INT2_MAX, INT2_MIN, INT4_MAX, INT4_MIN, INT8_MAX, INT8_MIN, NULL, Fixed, Problem, TimestampConverter,
-    _escape_special, copy_escape, copy_unescape, date_text, decode_text, excerpt, float8_text, jsonb_text, numeric_text,
-    to_decimal, to_integer,
+    _escape_special, _json_key, copy_escape, copy_unescape, date_text, decode_text, excerpt, float8_text, jsonb_dumps, jsonb_text,
+    numeric_text, parse_json, to_decimal, to_integer,
 )
 
 # Problem classes, in the order docs/migration.md lists them.
@@ -452,8 +452,25 @@ def _float_key(text):
     return '0' if text == '-0' else text
 
 
+def _json_value_key(value):
+    if isinstance(value, (int, decimal.Decimal)) and not isinstance(value, bool):
+        number = str(decimal.Decimal(value).normalize())
+        return '0' if number == '-0' else number
+    if isinstance(value, list):
+        return '[' + ','.join(_json_value_key(item) for item in value) + ']'
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: _json_key(item[0]))
+        return '{' + ','.join('%s:%s' % (jsonb_dumps(key), _json_value_key(item)) for key, item in items) + '}'
+    return jsonb_dumps(value)
+
+
+def _jsonb_key(text):
+    """jsonb compares numbers by value at any depth: {"a": 1.0} and {"a": 1} are one key."""
+    return _json_value_key(parse_json(copy_unescape(text)))
+
+
 # What PostgreSQL's UNIQUE compares, from a column's canonical text, where that is not the text itself.
-_UNIQUE_KEYS = {'numeric': _numeric_key, 'float8': _float_key}
+_UNIQUE_KEYS = {'numeric': _numeric_key, 'float8': _float_key, 'jsonb': _jsonb_key}
 
 
 def unique_key_function(spec, cols, policies):

@@ -474,7 +474,10 @@ ALL_SKIP = dict((cls, 'skip_row') for cls in PROBLEM_CLASSES)
     ('CREATE TABLE u (id INTEGER PRIMARY KEY, v DATETIME UNIQUE)', [(1, '2024-01-01T01:00:00.000+01:00'), (2, 1704067200000)],
      '2024-01-01 00:00:00+00'),
     ('CREATE TABLE u (id PRIMARY KEY, v TEXT)', [(1, 'a'), ('1', 'b')], '1'),
-], ids=['int_and_text', 'blob_and_text', 'numeric_scale', 'timestamp_forms', 'offset_and_epoch_ms', 'untyped_primary_key'])
+    ('CREATE TABLE u (id INTEGER PRIMARY KEY, v JSON UNIQUE)', [(1, '{"b": [1.0, 1E2], "a": -0.0}'), (2, '{"a":0,"b":[1,100]}')],
+     '{"a": 0, "b": [1, 100]}'),
+], ids=['int_and_text', 'blob_and_text', 'numeric_scale', 'timestamp_forms', 'offset_and_epoch_ms', 'untyped_primary_key',
+        'jsonb_numbers_by_value'])
 def test_values_sqlite_keeps_apart_but_postgresql_compares_equal(postgresql_server, empty_db, tmp_path, ddl, rows, shown):
     """Under fail a clear unique problem before writing, not PostgreSQL's error; under skip_row the second row goes."""
     path = _sqlite_file(tmp_path, 'uniq.sqlite', ddl + ';')
@@ -498,6 +501,16 @@ def test_unique_keys_normalise_numeric_scale_and_float_zero():
     assert key(b'1.50', 0.0, b'x') == key(1.5, -0.0, b'x') == key(b'15E-1', b'-0', b'x')
     assert key(b'1.5', 0.0, b'x') != key(b'1.51', 0.0, b'x')
     assert key(None, 0.0, b'x') is None and key(b'not a number', 0.0, b'x') is None
+
+
+def test_unique_keys_compare_jsonb_numbers_by_value_at_any_depth():
+    spec = TableSpec('t', 't', [column('j', 'jsonb')], pk=())
+    key = unique_key_function(spec, ['j'], resolve_policies(None))
+    assert key(b'{"a": [1.0, {"x": 2.50}], "b": 1e2}') == key(b'{"b":100,"a":[1,{"x":2.5}]}')
+    assert key(b'[-0.0]') == key(b'[0]')
+    assert key(b'{"a": 1}') != key(b'{"a": "1"}') != key(b'{"a": true}')
+    assert key(b'[1, 2]') != key(b'[2, 1]') and key(b'{"a": 1}') != key(b'{"a": 1, "b": null}')
+    assert key(b'"1"') != key(b'1') and key(b'not json') is None
 
 
 def test_rerun_where_every_row_is_skipped_is_no_change(postgresql_server, empty_db, tmp_path):
