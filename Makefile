@@ -8,8 +8,9 @@ VENV := $(CURDIR)/.venv
 CACHE := $(CURDIR)/.cache
 STAMPS := $(CACHE)/stamps
 SCENARIOS ?= preflight default pgdg migration
-# postgresql-15: a throwaway server for the module's unit tests; pgloader: the migration benchmark's peer.
-APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns dpkg-dev apt-utils gnupg rsync shellcheck postgresql-15 pgloader
+# postgresql-15: a throwaway server for the module's unit tests; pgloader: the migration benchmark's peer;
+# iptables: netavark (podman's network stack) needs it to set up the lab networks.
+APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns iptables dpkg-dev apt-utils gnupg rsync shellcheck postgresql-15 pgloader
 
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/.config/containers.conf
