@@ -531,15 +531,23 @@ class KeyRegistry(object):
     such as tasks costs no memory here.
     """
 
-    def __init__(self):
+    def __init__(self, base=None, tables=()):
         self._sets = {}
+        self._base = base
+        self._tables = frozenset(tables)
 
     def sets(self, table, columns):
         """(kept, dropped, failed) key sets for ``table``'s ``columns``."""
+        if self._base is not None and table not in self._tables:
+            return self._base.sets(table, columns)
         key = (table, tuple(columns))
         if key not in self._sets:
             self._sets[key] = (set(), set(), set())
         return self._sets[key]
+
+    def overlay(self, tables):
+        """A scratch registry of its own for ``tables`` that reads every other table's keys from this one."""
+        return KeyRegistry(self, tables)
 
 
 class TableChecker(object):
@@ -547,8 +555,8 @@ class TableChecker(object):
 
     ``referenced`` lists the column tuples of this table that foreign keys point at (their
     values are registered for the FK checks of child tables); ``provisional`` maps a
-    (parent, columns) not loaded yet to the keys its rows would keep, read ahead from the
-    source (self references and cycles); ``unique_candidates`` holds, per
+    (parent, columns) not loaded yet to the (kept, dropped, failed) keys its load will have,
+    read ahead from the source (self references and cycles); ``unique_candidates`` holds, per
     entry of ``spec.uniques``, the raw source values that occur more than once (computed by
     SQLite with GROUP BY ... HAVING count(*) > 1), so only those rows are tracked in memory.
     """
@@ -613,8 +621,11 @@ class TableChecker(object):
             key = _key(values, idx)
             if key is None or key in parent_kept:
                 continue
-            if early is not None and key in early and key not in parent_dropped and key not in parent_failed:
-                continue  # a parent row not loaded yet that its own checks keep (its foreign keys are checked later)
+            if early is not None and key not in parent_dropped and key not in parent_failed:
+                # A parent row not loaded yet (a cycle, or a later row of this table): what its load will do.
+                if key in early[0]:
+                    continue
+                parent_dropped, parent_failed = early[1], early[2]
             shown = key if len(idx) == 1 else ','.join(key)
             where = '%s(%s)=%s' % (fk.parent, ','.join(fk.parent_columns), shown)
             columns = ','.join(fk.columns)

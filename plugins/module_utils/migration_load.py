@@ -211,6 +211,10 @@ def build_plan(src, params):
 # One pass over the source
 # ---------------------------------------------------------------------------
 
+# Passes the read-ahead of rows not loaded yet may take to settle (SourcePass._settle).
+SETTLE_PASSES = 25
+
+
 class SourcePass(object):
     """Checkers for every table of one pass, sharing the problem log, rejects and FK keys."""
 
@@ -222,10 +226,14 @@ class SourcePass(object):
         self.rejects = RejectLog(reject_stream)
         self.registry = KeyRegistry()
         self.checkers = {}
-        self._seen = set()
+        self._position = dict((spec.name, i) for i, spec in enumerate(plan.specs))
+        self._early = {}
+        self._candidates = {}
 
     def _unique_candidates(self, spec):
-        result = []
+        if spec.name in self._candidates:
+            return self._candidates[spec.name]
+        result = self._candidates[spec.name] = []
         for cols in spec.uniques:
             columns = [spec.columns[spec.index_of(name)] for name in cols]
             exprs = [col.source for col in columns]
@@ -236,40 +244,77 @@ class SourcePass(object):
             result.append(sqlite_source.duplicate_values(self.src, spec.source, exprs, key))
         return result
 
-    def _preload_cyclic_parents(self, spec):
-        """Keys of parents not loaded yet (self references, cycles): checked against the source.
+    def _forward(self, spec):
+        """(parent, columns) of ``spec``'s foreign keys to rows not loaded before it: its own, or a later table's."""
+        here = self._position[spec.name]
+        return [(fk.parent, tuple(fk.parent_columns)) for fk in spec.fks if self._position[fk.parent] >= here]
 
-        The parent's rows are checked without its own foreign keys, which point at rows not
-        known yet either (a cycle, or a row referencing a later row of its own table); those
-        are checked when the parent itself is loaded.
+    def _check_all(self, spec, registry, provisional, problems=None, rejects=None):
+        """A checker for ``spec`` over ``registry``: scratch logs unless ``problems`` and ``rejects`` are given."""
+        return TableChecker(spec, self.policies, ProblemLog(0) if problems is None else problems,
+                            RejectLog(None) if rejects is None else rejects, registry,
+                            referenced=self.plan.referenced.get(spec.name, ()),
+                            unique_candidates=self._unique_candidates(spec), provisional=provisional)
+
+    def _bare_keys(self, parent, columns):
+        """The keys the parent's own checks keep, skip and fail, its foreign keys left out: the first read-ahead."""
+        spec = self.plan.specs[self._position[parent]]
+        bare = TableSpec(spec.name, spec.source, spec.columns, spec.pk, spec.uniques, (), spec.identity, spec.source_order)
+        registry = KeyRegistry()
+        checker = TableChecker(bare, self.policies, ProblemLog(0), RejectLog(None), registry, referenced=[columns])
+        for _lines in checker.batches(sqlite_source.stream(self.src, spec.source_sql())):
+            pass
+        return registry.sets(parent, columns)
+
+    def _settle(self, spec):
+        """Read-ahead keys for the stretch of tables, from ``spec`` on, that reference rows not loaded yet.
+
+        The first read-ahead checks each parent's rows without their own foreign keys.  Under
+        skip_row that misses the rows its load skips because of their references, and a row
+        that referenced one of those would be kept, which PostgreSQL's foreign key refuses.  So
+        the stretch is checked again (scratch logs, scratch keys) with the keys the previous pass
+        kept, skipped and failed, until a pass keeps exactly what it read ahead: every forward
+        reference then points at a row that really loads, or follows the foreign key's rule for
+        a skipped one, as a backward reference does.  Each pass settles at least one more link
+        of a chain of forward references.  Without skip_row, any row the checks drop stops the
+        run, so the first read-ahead is enough.
         """
-        provisional = {}
-        for fk in spec.fks:
-            if fk.parent in self._seen:
-                continue
-            wanted = (fk.parent, tuple(fk.parent_columns))
-            if wanted in provisional:
-                continue
-            parent = next(s for s in self.plan.specs if s.name == fk.parent)
-            # Kept apart from the parent's own registration, which records what its load really keeps.
-            kept = provisional[wanted] = set()
-            bare = TableSpec(parent.name, parent.source, parent.columns, parent.pk, parent.uniques, (), parent.identity,
-                             parent.source_order)
-            checker = TableChecker(bare, self.policies, ProblemLog(0), RejectLog(None), KeyRegistry(),
-                                   referenced=[fk.parent_columns])
-            idx = [parent.index_of(name) for name in fk.parent_columns]
-            for line in checker.lines(sqlite_source.stream(self.src, parent.source_sql())):
-                fields = line.split('\t')
-                kept.add(fields[idx[0]] if len(idx) == 1 else tuple(fields[i] for i in idx))
-        return provisional
+        start = end = self._position[spec.name]
+        i = start
+        while i <= end:
+            end = max([end] + [self._position[parent] for parent, _cols in self._forward(self.plan.specs[i])])
+            i += 1
+        stretch = self.plan.specs[start:end + 1]
+        early = {}
+        for table in stretch:
+            for key in self._forward(table):
+                if key not in early:
+                    early[key] = self._bare_keys(*key)
+        if 'skip_row' not in self.policies.values():
+            return early
+        for _attempt in range(SETTLE_PASSES):
+            registry = self.registry.overlay([table.name for table in stretch])
+            for table in stretch:
+                checker = self._check_all(table, registry, dict((key, early[key]) for key in self._forward(table)))
+                for _lines in checker.batches(sqlite_source.stream(self.src, table.source_sql())):
+                    pass
+            settled = dict((key, registry.sets(*key)) for key in early)
+            if settled == early:
+                return early
+            early = settled
+        raise MigrationError(
+            'which rows of %s to keep did not settle in %d passes: rows skipped under skip_row are referenced by earlier '
+            'rows (a row pointing at a later row, or around a cycle) through a longer chain, or skipping a row lets a '
+            'later duplicate in; nothing was written. Run with the fail policy to list the problems, and mend those rows '
+            'in the source' % (', '.join(table.name for table in stretch), SETTLE_PASSES))
 
     def checker(self, spec):
-        provisional = self._preload_cyclic_parents(spec)
-        checker = TableChecker(spec, self.policies, self.problems, self.rejects, self.registry,
-                               referenced=self.plan.referenced.get(spec.name, ()),
-                               unique_candidates=self._unique_candidates(spec), provisional=provisional)
+        wanted = self._forward(spec)
+        if any(key not in self._early for key in wanted):
+            self._early.update(self._settle(spec))
+        checker = self._check_all(spec, self.registry, dict((key, self._early[key]) for key in wanted),
+                                  self.problems, self.rejects)
         self.checkers[spec.name] = checker
-        self._seen.add(spec.name)
         return checker
 
     def lines(self, spec):

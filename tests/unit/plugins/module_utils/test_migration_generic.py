@@ -540,6 +540,63 @@ def test_rows_dropped_by_a_self_reference_cascade_stay_dropped_for_child_tables(
     assert postgresql_server.query(empty_db, 'SELECT id FROM cas.c ORDER BY 1') == [(2,)]
 
 
+def test_a_row_pointing_at_a_later_row_that_is_skipped_follows_the_foreign_key_rule(postgresql_server, empty_db, tmp_path):
+    """Row 1 points at row 2, which its own reference gets skipped: row 1 goes too (NO ACTION), and so does the child
+    row pointing at row 1. Under ON DELETE SET NULL the reference is cleared and the row kept, as for an earlier row."""
+    path = _sqlite_file(tmp_path, 'forward.sqlite', '''
+        CREATE TABLE t (id INTEGER PRIMARY KEY, ref INTEGER REFERENCES t (id));
+        CREATE TABLE n (id INTEGER PRIMARY KEY, ref INTEGER REFERENCES n (id) ON DELETE SET NULL);
+        CREATE TABLE c (id INTEGER PRIMARY KEY, t_id INTEGER REFERENCES t (id));
+        INSERT INTO t VALUES (1, 2), (2, 99), (3, NULL);
+        INSERT INTO n VALUES (1, 2), (2, 99), (3, 1);
+        INSERT INTO c VALUES (1, 1), (2, 3);
+    ''')
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='fw', policies=ALL_SKIP)
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match'] and result['validation']['fk_orphans'] == 0
+    assert postgresql_server.query(empty_db, 'SELECT id FROM fw.t ORDER BY 1') == [(3,)]
+    assert postgresql_server.query(empty_db, 'SELECT id, ref FROM fw.n ORDER BY 1') == [(1, None), (3, 1)]
+    assert postgresql_server.query(empty_db, 'SELECT id FROM fw.c ORDER BY 1') == [(2,)]
+    cascades = sorted((p['table'], p['pk'], p['action']) for p in result['problems'] if 'was skipped' in p['rule'])
+    assert cascades == [('c', '1', 'skip_row'), ('n', '1', 'set_null'), ('t', '1', 'skip_row')]
+    assert migration_load.run(params)['changed'] is False
+
+
+def test_a_cycle_where_the_later_table_skips_a_row_the_earlier_one_referenced(postgresql_server, empty_db, tmp_path):
+    """b loads first (name order breaks the cycle); b(2) points at a(1), which its own orphan reference gets skipped."""
+    path = _sqlite_file(tmp_path, 'cycle.sqlite', '''
+        CREATE TABLE a (id INTEGER PRIMARY KEY, b_id INTEGER REFERENCES b (id));
+        CREATE TABLE b (id INTEGER PRIMARY KEY, a_id INTEGER REFERENCES a (id));
+        INSERT INTO a VALUES (1, 3), (5, 4);
+        INSERT INTO b VALUES (2, 1), (4, NULL);
+    ''')
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='cy', policies=ALL_SKIP)
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match'] and result['validation']['fk_orphans'] == 0
+    assert postgresql_server.query(empty_db, 'SELECT id FROM cy.a ORDER BY 1') == [(5,)]
+    assert postgresql_server.query(empty_db, 'SELECT id FROM cy.b ORDER BY 1') == [(4,)]
+    assert [(t['skipped_rows'], t['loaded_rows']) for t in (result['tables']['a'], result['tables']['b'])] == [(1, 1), (1, 1)]
+
+
+@pytest.mark.parametrize('links', [10, migration_load.SETTLE_PASSES + 5])
+def test_a_chain_of_forward_references_to_a_skipped_row(postgresql_server, empty_db, tmp_path, links):
+    """Each row points at the next, the last at nothing: every row goes, or a chain too long to settle stops the run."""
+    rows = ', '.join('(%d, %d)' % (i, i + 1) for i in range(1, links + 1))
+    path = _sqlite_file(tmp_path, 'chain.sqlite', '''
+        CREATE TABLE t (id INTEGER PRIMARY KEY, next INTEGER REFERENCES t (id));
+        INSERT INTO t VALUES %s, (%d, 999), (1000, NULL);
+    ''' % (rows, links + 1))
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='ch', policies=ALL_SKIP)
+    if links < migration_load.SETTLE_PASSES:
+        result = migration_load.run(params)
+        assert result['validation']['fk_orphans'] == 0 and result['tables']['t']['skipped_rows'] == links + 1
+        assert postgresql_server.query(empty_db, 'SELECT id FROM ch.t') == [(1000,)]
+    else:
+        with pytest.raises(MigrationError, match='which rows of t to keep did not settle in %d passes' % migration_load.SETTLE_PASSES):
+            migration_load.run(params)
+        assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ch'") == [(0,)]
+
+
 def test_replace_with_a_source_that_is_now_empty_empties_the_target(postgresql_server, empty_db, tmp_path):
     path = _sqlite_file(tmp_path, 'emptied.sqlite', '''
         CREATE TABLE p (id INTEGER PRIMARY KEY, v TEXT);
