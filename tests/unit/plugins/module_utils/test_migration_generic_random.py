@@ -178,8 +178,7 @@ def greatest_consistent_rows(rows, set_null):
 
 
 @pytest.mark.parametrize('seed', range(20))
-def test_skip_row_with_references_in_any_direction_keeps_the_greatest_consistent_set(postgresql_server, empty_db, tmp_path,
-                                                                                      seed):
+def test_skip_row_with_references_in_any_direction_keeps_the_greatest_consistent_set(postgresql_server, empty_db, tmp_path, seed):
     rnd = random.Random(seed)
     set_null = rnd.random() < 0.5
     ids = rnd.sample(range(1, 200), 40)
