@@ -549,6 +549,30 @@ class KeyRegistry(object):
         """A scratch registry of its own for ``tables`` that reads every other table's keys from this one."""
         return KeyRegistry(self, tables)
 
+    def predict_drops(self, edges):
+        """Move to dropped (or failed) the keys of kept rows that relied on a parent row not kept after all.
+
+        ``edges`` are :class:`TableChecker`'s ``forward_edges``: (parent, parent key, the row's own
+        [((table, columns), key)]).  A skipped parent makes such a row skipped, a failed one makes it
+        fail, and so on down the chain, all in memory; the next pass over the source confirms it.
+        """
+        children = collections.defaultdict(list)
+        for parent, key, own in edges:
+            children[(parent, key)].append(own)
+        work = [node for node in children if node[1] not in self.sets(*node[0])[0]]
+        while work:
+            parent, key = work.pop()
+            _kept, dropped, failed = self.sets(*parent)
+            fate = 1 if key in dropped else 2 if key in failed else None
+            for own in children.pop((parent, key), ()) if fate else ():
+                for which, child_key in own:
+                    sets = self.sets(*which)
+                    if child_key in sets[0]:
+                        sets[0].discard(child_key)
+                        sets[fate].add(child_key)
+                        if (which, child_key) in children:
+                            work.append((which, child_key))
+
 
 class TableChecker(object):
     """Checks and converts the rows of one table; iterate :meth:`lines` to get what to load.
@@ -559,9 +583,13 @@ class TableChecker(object):
     read ahead from the source (self references and cycles); ``unique_candidates`` holds, per
     entry of ``spec.uniques``, the raw source values that occur more than once (computed by
     SQLite with GROUP BY ... HAVING count(*) > 1), so only those rows are tracked in memory.
+    ``forward_edges``, a list or None, collects for each kept row that relies on a parent row
+    not loaded yet (and would be dropped without it) that parent's key and the row's own
+    registered keys, for :meth:`KeyRegistry.predict_drops`.
     """
 
-    def __init__(self, spec, policies, problems, rejects, registry, referenced=(), unique_candidates=None, provisional=None):
+    def __init__(self, spec, policies, problems, rejects, registry, referenced=(), unique_candidates=None, provisional=None,
+                 forward_edges=None):
         self.spec = spec
         self.policies = policies
         self.problems = problems
@@ -574,9 +602,12 @@ class TableChecker(object):
         self.pk_index = [spec.index_of(name) for name in spec.pk]
         self.source_columns = [col.name for col in spec.columns]
         self.registrations = []
+        self.registered = []
         for cols in referenced:
             idx = tuple(spec.index_of(name) for name in cols)
             self.registrations.append((idx, registry.sets(spec.name, cols)))
+            self.registered.append((idx, (spec.name, tuple(cols))))
+        self.forward_edges = forward_edges
         self.fk_checks = []
         for fk in spec.fks:
             nullable = all(not spec.columns[spec.index_of(name)].not_null for name in fk.columns)
@@ -615,8 +646,11 @@ class TableChecker(object):
                 found.append((problem, 'fail' if policy == 'fix' else policy))
         return values, found
 
-    def _check_fks(self, values, found):
-        """Orphan checks, and cascades from parent rows that were skipped or failed."""
+    def _check_fks(self, values, found, relied=None):
+        """Orphan checks, and cascades from parent rows that were skipped or failed.
+
+        Keys of parent rows not loaded yet that the row relies on are appended to ``relied``.
+        """
         for fk, idx, nullable, (parent_kept, parent_dropped, parent_failed), early in self.fk_checks:
             key = _key(values, idx)
             if key is None or key in parent_kept:
@@ -624,6 +658,8 @@ class TableChecker(object):
             if early is not None and key not in parent_dropped and key not in parent_failed:
                 # A parent row not loaded yet (a cycle, or a later row of this table): what its load will do.
                 if key in early[0]:
+                    if relied is not None and not (fk.on_delete == 'SET NULL' and nullable):
+                        relied.append(((fk.parent, tuple(fk.parent_columns)), key))
                     continue
                 parent_dropped, parent_failed = early[1], early[2]
             shown = key if len(idx) == 1 else ','.join(key)
@@ -748,7 +784,8 @@ class TableChecker(object):
     def _check_row(self, row):
         """Per-row checks of one row: its line to load, or None if it is skipped or failed."""
         values, found = self._slow_convert(row)
-        self._check_fks(values, found)
+        relied = None if self.forward_edges is None else []
+        self._check_fks(values, found, relied)
         if not _drops(found):
             self._check_uniques(row, values, found)
         if _drops(found):
@@ -759,6 +796,9 @@ class TableChecker(object):
             self.fixed_rows += 1
         self._remember_uniques(row, values)
         self._register(0, values)
+        if relied:
+            own = [(which, key) for which, key in ((which, _key(values, idx)) for idx, which in self.registered) if key is not None]
+            self.forward_edges.extend((parent, key, own) for parent, key in relied)
         return '\t'.join(values)
 
     def _note(self, row, values, found):

@@ -249,12 +249,13 @@ class SourcePass(object):
         here = self._position[spec.name]
         return [(fk.parent, tuple(fk.parent_columns)) for fk in spec.fks if self._position[fk.parent] >= here]
 
-    def _check_all(self, spec, registry, provisional, problems=None, rejects=None):
+    def _check_all(self, spec, registry, provisional, problems=None, rejects=None, forward_edges=None):
         """A checker for ``spec`` over ``registry``: scratch logs unless ``problems`` and ``rejects`` are given."""
         return TableChecker(spec, self.policies, ProblemLog(0) if problems is None else problems,
                             RejectLog(None) if rejects is None else rejects, registry,
                             referenced=self.plan.referenced.get(spec.name, ()),
-                            unique_candidates=self._unique_candidates(spec), provisional=provisional)
+                            unique_candidates=self._unique_candidates(spec), provisional=provisional,
+                            forward_edges=forward_edges)
 
     def _bare_keys(self, parent, columns):
         """The keys the parent's own checks keep, skip and fail, its foreign keys left out: the first read-ahead."""
@@ -275,9 +276,11 @@ class SourcePass(object):
         the stretch is checked again (scratch logs, scratch keys) with the keys the previous pass
         kept, skipped and failed, until a pass keeps exactly what it read ahead: every forward
         reference then points at a row that really loads, or follows the foreign key's rule for
-        a skipped one, as a backward reference does.  Each pass settles at least one more link
-        of a chain of forward references.  Without skip_row, any row the checks drop stops the
-        run, so the first read-ahead is enough.
+        a skipped one, as a backward reference does.  Within a pass a skip runs down every
+        backward reference; between passes :meth:`KeyRegistry.predict_drops` runs it down the
+        forward ones, so a pass is needed only each time a chain of skips turns from forward to
+        backward references.  Without skip_row, any row the checks drop stops the run, so the
+        first read-ahead is enough.
         """
         start = end = self._position[spec.name]
         i = start
@@ -294,19 +297,22 @@ class SourcePass(object):
             return early
         for _attempt in range(SETTLE_PASSES):
             registry = self.registry.overlay([table.name for table in stretch])
+            edges = []
             for table in stretch:
-                checker = self._check_all(table, registry, dict((key, early[key]) for key in self._forward(table)))
+                checker = self._check_all(table, registry, dict((key, early[key]) for key in self._forward(table)),
+                                          forward_edges=edges)
                 for _lines in checker.batches(sqlite_source.stream(self.src, table.source_sql())):
                     pass
             settled = dict((key, registry.sets(*key)) for key in early)
             if settled == early:
                 return early
+            registry.predict_drops(edges)  # settled's sets, moved ahead along the forward references
             early = settled
         raise MigrationError(
-            'which rows of %s to keep did not settle in %d passes: rows skipped under skip_row are referenced by earlier '
-            'rows (a row pointing at a later row, or around a cycle) through a longer chain, or skipping a row lets a '
-            'later duplicate in; nothing was written. Run with the fail policy to list the problems, and mend those rows '
-            'in the source' % (', '.join(table.name for table in stretch), SETTLE_PASSES))
+            'which rows of %s to keep did not settle in %d passes: rows skipped under skip_row are referenced through '
+            'a chain that turns between earlier and later rows (or around a cycle) that many times, or skipping a row '
+            'lets a later duplicate in; nothing was written. Run with the fail policy to list the problems, and mend '
+            'those rows in the source' % (', '.join(table.name for table in stretch), SETTLE_PASSES))
 
     def checker(self, spec):
         wanted = self._forward(spec)

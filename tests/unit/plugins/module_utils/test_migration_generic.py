@@ -20,7 +20,7 @@ from conftest import REPO
 from test_sqlite_source import SHADOWS, VIRTUAL_DDL
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load, sqlite_source
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
-    PROBLEM_CLASSES, MigrationError, TableSpec, column, raw_values_decide, resolve_policies, unique_key_function,
+    PROBLEM_CLASSES, KeyRegistry, MigrationError, TableSpec, column, raw_values_decide, resolve_policies, unique_key_function,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_generic import (
     CAST_TYPES, comparable_kinds, constraint_name, format_type, generic_tables, map_type, parse_cast,
@@ -578,23 +578,45 @@ def test_a_cycle_where_the_later_table_skips_a_row_the_earlier_one_referenced(po
     assert [(t['skipped_rows'], t['loaded_rows']) for t in (result['tables']['a'], result['tables']['b'])] == [(1, 1), (1, 1)]
 
 
-@pytest.mark.parametrize('links', [10, migration_load.SETTLE_PASSES + 5])
-def test_a_chain_of_forward_references_to_a_skipped_row(postgresql_server, empty_db, tmp_path, links):
-    """Each row points at the next, the last at nothing: every row goes, or a chain too long to settle stops the run."""
+def _chain(tmp_path, links):
+    """Each row points at the next, the last at nothing, so every row goes under skip_row; row 1000 stays."""
     rows = ', '.join('(%d, %d)' % (i, i + 1) for i in range(1, links + 1))
-    path = _sqlite_file(tmp_path, 'chain.sqlite', '''
+    return _sqlite_file(tmp_path, 'chain.sqlite', '''
         CREATE TABLE t (id INTEGER PRIMARY KEY, next INTEGER REFERENCES t (id));
-        INSERT INTO t VALUES %s, (%d, 999), (1000, NULL);
+        INSERT INTO t VALUES %s, (%d, -1), (10000, NULL);
     ''' % (rows, links + 1))
-    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='ch', policies=ALL_SKIP)
-    if links < migration_load.SETTLE_PASSES:
-        result = migration_load.run(params)
-        assert result['validation']['fk_orphans'] == 0 and result['tables']['t']['skipped_rows'] == links + 1
-        assert postgresql_server.query(empty_db, 'SELECT id FROM ch.t') == [(1000,)]
-    else:
-        with pytest.raises(MigrationError, match='which rows of t to keep did not settle in %d passes' % migration_load.SETTLE_PASSES):
-            migration_load.run(params)
-        assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ch'") == [(0,)]
+
+
+@pytest.mark.parametrize('links', [1, 10, 3000])
+def test_a_chain_of_forward_references_to_a_skipped_row(postgresql_server, empty_db, tmp_path, links):
+    params = dict(postgresql_server.params(empty_db), src=_chain(tmp_path, links), mode='generic', target_schema='ch',
+                  policies=ALL_SKIP)
+    result = migration_load.run(params)
+    assert result['validation']['fk_orphans'] == 0 and result['tables']['t']['skipped_rows'] == links + 1
+    assert postgresql_server.query(empty_db, 'SELECT id FROM ch.t') == [(10000,)]
+
+
+def test_predicted_drops_run_down_forward_references():
+    """1 relies on 2, 2 on 5 (skipped), 4 on 1: all skipped; 3 relies on 9 (failed): failed; 7 relies on kept 6."""
+    registry = KeyRegistry()
+    t = ('t', ('id',))
+    kept, dropped, failed = registry.sets(*t)
+    kept.update(['1', '2', '3', '4', '6', '7'])
+    dropped.add('5')
+    failed.add('9')
+    registry.predict_drops([(t, '2', [(t, '1')]), (t, '5', [(t, '2')]), (t, '9', [(t, '3')]), (t, '1', [(t, '4')]),
+                            (t, '6', [(t, '7')])])
+    assert (kept, dropped, failed) == (set(['6', '7']), set(['1', '2', '4', '5']), set(['3', '9']))
+
+
+def test_a_read_ahead_that_does_not_settle_stops_the_run(postgresql_server, empty_db, tmp_path, monkeypatch):
+    """A chain needs a pass to find the skip and one to confirm what follows from it: one pass is not enough."""
+    monkeypatch.setattr(migration_load, 'SETTLE_PASSES', 1)
+    params = dict(postgresql_server.params(empty_db), src=_chain(tmp_path, 5), mode='generic', target_schema='ch',
+                  policies=ALL_SKIP)
+    with pytest.raises(MigrationError, match='which rows of t to keep did not settle in 1 passes'):
+        migration_load.run(params)
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ch'") == [(0,)]
 
 
 def test_replace_with_a_source_that_is_now_empty_empties_the_target(postgresql_server, empty_db, tmp_path):

@@ -177,12 +177,13 @@ def greatest_consistent_rows(rows, set_null):
     return kept
 
 
-@pytest.mark.parametrize('seed', range(20))
+@pytest.mark.parametrize('seed', range(30))
 def test_skip_row_with_references_in_any_direction_keeps_the_greatest_consistent_set(postgresql_server, empty_db, tmp_path, seed):
     rnd = random.Random(seed)
     set_null = rnd.random() < 0.5
-    ids = rnd.sample(range(1, 200), 40)
-    rows = [(row_id, rnd.choice(ids + [None, None, 999]), rnd.random() > 0.15) for row_id in ids]
+    size = rnd.choice([10, 40, 300])
+    ids = rnd.sample(range(1, 5 * size), size)
+    rows = [(row_id, rnd.choice(ids + [None, None, 5 * size]), rnd.random() > 0.15) for row_id in ids]
     path = str(tmp_path / 'refs.sqlite')
     conn = sqlite3.connect(path)
     conn.execute('CREATE TABLE t (id INTEGER PRIMARY KEY, ref INTEGER REFERENCES t (id)%s, v INTEGER)'
