@@ -796,9 +796,10 @@ class TableChecker(object):
             self.fixed_rows += 1
         self._remember_uniques(row, values)
         self._register(0, values)
-        if relied:
+        if relied:  # only a row that other rows can reference passes a skip on
             own = [(which, key) for which, key in ((which, _key(values, idx)) for idx, which in self.registered) if key is not None]
-            self.forward_edges.extend((parent, key, own) for parent, key in relied)
+            if own:
+                self.forward_edges.extend((parent, key, own) for parent, key in relied)
         return '\t'.join(values)
 
     def _note(self, row, values, found):
