@@ -509,8 +509,11 @@ def _plain_string(text):
 _JSON_ESCAPE = re.compile('["\\\\\x00-\x1f]')
 
 
-def jsonb_dumps(value):
-    """PostgreSQL's jsonb text output for a parsed JSON value (see :func:`parse_json`)."""
+def jsonb_dumps(value, number=None):
+    """PostgreSQL's jsonb text output for a parsed JSON value (see :func:`parse_json`).
+
+    ``number``, if given, writes every number (int or Decimal) instead of PostgreSQL's output.
+    """
     if value is None:
         return 'null'
     if value is True:
@@ -519,14 +522,16 @@ def jsonb_dumps(value):
         return 'false'
     if isinstance(value, str):
         return _plain_string(value)
+    if number is not None and isinstance(value, (int, decimal.Decimal)):
+        return number(value)
     if isinstance(value, int):
         return str(value)
     if isinstance(value, decimal.Decimal):
         return numeric_text(value)
     if isinstance(value, list):
-        return '[' + ', '.join(jsonb_dumps(item) for item in value) + ']'
+        return '[' + ', '.join(jsonb_dumps(item, number) for item in value) + ']'
     items = sorted(value.items(), key=lambda item: _json_key(item[0]))
-    return '{' + ', '.join('%s: %s' % (_plain_string(key), jsonb_dumps(item)) for key, item in items) + '}'
+    return '{' + ', '.join('%s: %s' % (_plain_string(key), jsonb_dumps(item, number)) for key, item in items) + '}'
 
 
 def _check_strings(value):

@@ -25,7 +25,7 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils import migrati
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import (
     _COPY_SPECIAL, INT2_MAX, INT2_MIN, INT4_MAX, INT4_MIN, INT8_MAX, INT8_MIN, NULL, Fixed, Problem, TimestampConverter,
-    _escape_special, _json_key, copy_escape, copy_unescape, date_text, decode_text, excerpt, float8_text, jsonb_dumps, jsonb_text,
+    _escape_special, copy_escape, copy_unescape, date_text, decode_text, excerpt, float8_text, jsonb_dumps, jsonb_text,
     numeric_text, parse_json, to_decimal, to_integer,
 )
 
@@ -452,21 +452,14 @@ def _float_key(text):
     return '0' if text == '-0' else text
 
 
-def _json_value_key(value):
-    if isinstance(value, (int, decimal.Decimal)) and not isinstance(value, bool):
-        number = str(decimal.Decimal(value).normalize())
-        return '0' if number == '-0' else number
-    if isinstance(value, list):
-        return '[' + ','.join(_json_value_key(item) for item in value) + ']'
-    if isinstance(value, dict):
-        items = sorted(value.items(), key=lambda item: _json_key(item[0]))
-        return '{' + ','.join('%s:%s' % (jsonb_dumps(key), _json_value_key(item)) for key, item in items) + '}'
-    return jsonb_dumps(value)
+def _number_by_value(number):
+    text = str(decimal.Decimal(number).normalize())
+    return '0' if text == '-0' else text
 
 
 def _jsonb_key(text):
     """jsonb compares numbers by value at any depth: {"a": 1.0} and {"a": 1} are one key."""
-    return _json_value_key(parse_json(copy_unescape(text)))
+    return jsonb_dumps(parse_json(copy_unescape(text)), number=_number_by_value)
 
 
 # What PostgreSQL's UNIQUE compares, from a column's canonical text, where that is not the text itself.
@@ -601,12 +594,10 @@ class TableChecker(object):
                                  in zip(spec.columns, converters)]
         self.pk_index = [spec.index_of(name) for name in spec.pk]
         self.source_columns = [col.name for col in spec.columns]
-        self.registrations = []
-        self.registered = []
+        self.registrations = []  # (column indexes, the registry's key sets, (table, columns))
         for cols in referenced:
             idx = tuple(spec.index_of(name) for name in cols)
-            self.registrations.append((idx, registry.sets(spec.name, cols)))
-            self.registered.append((idx, (spec.name, tuple(cols))))
+            self.registrations.append((idx, registry.sets(spec.name, cols), (spec.name, tuple(cols))))
         self.forward_edges = forward_edges
         self.fk_checks = []
         for fk in spec.fks:
@@ -712,7 +703,7 @@ class TableChecker(object):
                     seen.setdefault(key, self._pk(values))
 
     def _register(self, which, values):
-        for idx, sets in self.registrations:
+        for idx, sets, _which in self.registrations:
             key = _key(values, idx)
             if key is not None:
                 sets[which].add(key)
@@ -737,7 +728,7 @@ class TableChecker(object):
         # foreign keys, references to rows not loaded yet, candidate duplicates) take the per-row checks.
         inline_fks = [(idx[0], sets[0]) for _fk, idx, _nullable, sets, early in self.fk_checks if len(idx) == 1 and early is None]
         per_row = len(inline_fks) != len(self.fk_checks) or bool(self.unique_checks)
-        registrations = [(idx, sets[0]) for idx, sets in self.registrations]
+        registrations = [(idx, sets[0]) for idx, sets, _which in self.registrations]
         join = '\t'.join
         while True:
             batch = list(itertools.islice(rows, size))
@@ -797,7 +788,7 @@ class TableChecker(object):
         self._remember_uniques(row, values)
         self._register(0, values)
         if relied:  # only a row that other rows can reference passes a skip on
-            own = [(which, key) for which, key in ((which, _key(values, idx)) for idx, which in self.registered) if key is not None]
+            own = [(which, key) for which, key in ((which, _key(values, idx)) for idx, _sets, which in self.registrations) if key is not None]
             if own:
                 self.forward_edges.extend((parent, key, own) for parent, key in relied)
         return '\t'.join(values)
