@@ -27,6 +27,7 @@ __metaclass__ = type
 import filecmp
 import json
 import os
+import sqlite3
 import tempfile
 import time
 import traceback
@@ -348,10 +349,50 @@ def _params(params):
     return merged
 
 
+# Options naming a file the run writes: (option, what it is).
+_OUTPUT_FILES = (('report', 'report'), ('reject_file', 'reject file'), ('backup', 'backup'))
+
+
+def check_output_paths(params):
+    """Fail before anything is read or written when a file the run must write cannot be written.
+
+    The report is written after the commit: finding out only then that its directory is missing
+    would leave a committed load and a failed task.
+    """
+    errors = []
+    for option, what in _OUTPUT_FILES:
+        path = params.get(option)
+        if not path:
+            continue
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            errors.append('%s %s is a directory' % (option, path))
+        elif not os.path.isdir(directory):
+            errors.append('%s %s: directory %s does not exist' % (option, path, directory))
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            errors.append('%s %s: directory %s is not writable by this user' % (option, path, directory))
+    if errors:
+        raise MigrationError('cannot write the output files, nothing was read or written: %s' % '; '.join(errors))
+
+
 def run(params, check_mode=False, diff=False, connect_fn=None):
-    """Run a migration; return the module result dict or raise MigrationError (with details)."""
+    """Run a migration; return the module result dict or raise MigrationError (with details).
+
+    Every error of the source (sqlite3), the target (psycopg2) or the file system ends in a
+    MigrationError with a message for the operator, the transaction rolled back.
+    """
     params = _params(params)
     policies = resolve_policies(params.get('policies'))
+    check_output_paths(params)
+    try:
+        return _run(params, policies, check_mode, diff, connect_fn)
+    except sqlite3.Error as exc:
+        raise MigrationError(sqlite_source.error_message(params['src'], exc))
+    except OSError as exc:
+        raise MigrationError('a file operation failed, rolled back, nothing was written: %s' % exc)
+
+
+def _run(params, policies, check_mode, diff, connect_fn):
     started = time.time()
     try:
         src = sqlite_source.open_snapshot(params['src'])
@@ -379,7 +420,10 @@ def run(params, check_mode=False, diff=False, connect_fn=None):
             artifacts.discard_rejects()
             exc.details.setdefault('mapping_warnings', plan.warnings)
             if exc.details.get('problems') is not None or exc.details.get('differences') is not None:
-                artifacts.write_report(dict(exc.details, msg=exc.msg, failed=True, mode=params['mode']))
+                try:
+                    artifacts.write_report(dict(exc.details, msg=exc.msg, failed=True, mode=params['mode']))
+                except OSError as report_error:
+                    exc.msg += '; the report could not be written either: %s' % report_error
             raise
         except Exception as exc:
             conn.rollback()
@@ -403,8 +447,14 @@ def run(params, check_mode=False, diff=False, connect_fn=None):
     result['timings']['total_seconds'] = round(elapsed, 3)
     result['timings']['rows_per_second'] = int(moved / elapsed) if elapsed > 0 and moved else 0
     report = dict((k, v) for k, v in result.items() if k not in ('timings', 'changed', 'diff'))
-    result['report_written'] = artifacts.write_report(report)
-    artifacts.keep_rejects(result)
+    try:
+        result['report_written'] = artifacts.write_report(report)
+        artifacts.keep_rejects(result)
+    except OSError as exc:
+        artifacts.discard_rejects()
+        raise MigrationError('the run %s, but writing its report or reject file failed: %s' % (
+            'was checked in check mode' if check_mode else 'committed its changes', exc),
+            changed=result['changed'], tables=result['tables'], validation=result['validation'])
     return result
 
 

@@ -49,18 +49,29 @@ class SourceError(Exception):
     """The source cannot be opened, read or backed up."""
 
 
-def open_snapshot(path):
+def error_message(path, exc, doing='reading'):
+    """What a sqlite3.Error while reading ``path`` means to the operator."""
+    text = str(exc)
+    if 'locked' in text or 'busy' in text:
+        return ('the source %s is locked by another connection (%s): a writer holds it, for example the app in the middle of '
+                'a write; stop the app or wait for the write to end, then run again. Nothing was written' % (path, text))
+    return '%s the source %s failed (%s: %s); rolled back, nothing was written' % (doing, path, type(exc).__name__, text)
+
+
+def open_snapshot(path, timeout=5.0):
     """Open ``path`` read-only and start the read transaction that pins the snapshot."""
     if not os.path.isfile(path):
         raise SourceError('source %s does not exist or is not a file' % path)
     uri = 'file:%s?mode=ro' % quote(os.path.abspath(path))
     try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=timeout)
         conn.text_factory = bytes
         conn.execute('BEGIN DEFERRED')
         # The first read takes the snapshot (and fails here if the file is not a database).
         conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
     except sqlite3.Error as exc:
+        if 'locked' in str(exc) or 'busy' in str(exc):
+            raise SourceError(error_message(path, exc))
         raise SourceError('cannot open %s as a SQLite database: %s' % (path, exc))
     return conn
 
@@ -243,7 +254,10 @@ def verified_backup(conn, dest):
     directory = os.path.dirname(os.path.abspath(dest)) or '.'
     if not os.path.isdir(directory):
         raise SourceError('backup directory %s does not exist' % directory)
-    handle, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.tmp', dir=directory)
+    try:
+        handle, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.tmp', dir=directory)
+    except OSError as exc:
+        raise SourceError('backup to %s failed: %s' % (dest, exc))
     os.close(handle)
     try:
         target = sqlite3.connect(tmp)
@@ -260,7 +274,7 @@ def verified_backup(conn, dest):
             os.rename(tmp, dest)
         result = {'path': dest, 'integrity_check': 'ok', 'sha256': checksum, 'tables': tables_count,
                   'bytes': os.path.getsize(dest), 'changed': changed}
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise SourceError('backup to %s failed: %s' % (dest, exc))
     finally:
         if os.path.exists(tmp):

@@ -345,6 +345,8 @@ timings:
   sample: {"load_seconds": 3.1, "validate_seconds": 0.5, "total_seconds": 3.9, "rows_per_second": 51000}
 '''
 
+import traceback
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
@@ -392,6 +394,9 @@ def main():
         for warning in exc.details.get('mapping_warnings') or []:
             module.warn(warning)
         module.fail_json(msg=exc.msg, **exc.details)
+    except Exception as exc:  # a bug: still a clear failure, the stack only with -vvv
+        module.fail_json(msg='sqlite_to_postgresql stopped on an unexpected %s: %s; the transaction was rolled back '
+                         '(please report this as a bug)' % (type(exc).__name__, exc), exception=traceback.format_exc())
     for warning in result.get('mapping_warnings') or []:
         module.warn(warning)
     module.exit_json(**result)
