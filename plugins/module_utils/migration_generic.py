@@ -20,8 +20,9 @@ import re
 import sqlite3
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import Problem, copy_unescape, excerpt
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
-    ForeignKey, MigrationError, TableSpec, column, qualified, quote_ident,
+    ForeignKey, MigrationError, TableSpec, column, make_converter, qualified, quote_ident, resolve_policies,
 )
 
 # Declared SQLite type -> converter kind; the first matching rule wins (declared type upper-cased).
@@ -55,7 +56,8 @@ CAST_TYPES = (
 # PostgreSQL keeps the first 63 bytes of an identifier (NAMEDATALEN - 1) and drops the rest with a NOTICE.
 MAX_IDENTIFIER_BYTES = 63
 
-_LITERAL_DEFAULT = re.compile(r"^(NULL|TRUE|FALSE|CURRENT_TIMESTAMP|CURRENT_DATE|[+-]?\d+(\.\d+)?|'([^']|'')*')$", re.I)
+# Defaults are converted strictly: a default that would need a fix is not recreated.
+_STRICT = resolve_policies(None)
 
 # finish: the keys and indexes, added after the load; links: the foreign keys, added once every table has its keys.
 GenericTable = collections.namedtuple('GenericTable', ['spec', 'pg_types', 'create', 'finish', 'links', 'warnings'])
@@ -101,17 +103,159 @@ def _typed(kind, args):
     return kind, format_type(kind, length, precision, scale), length, precision, scale
 
 
-def _default_sql(default, pg_type, warnings, where):
+# SQLite defaults whose value is the current time (UTC), as the strftime format of the text they give, or
+# 'epoch' for integer seconds.  docs/migration.md ("Column defaults") lists them with their PostgreSQL equivalents.
+_NOW_DEFAULTS = (
+    (r'^CURRENT_TIMESTAMP$|^datetime\(\s*\'now\'\s*\)$', '%Y-%m-%d %H:%M:%S'),
+    (r'^CURRENT_DATE$|^date\(\s*\'now\'\s*\)$', '%Y-%m-%d'),
+    (r'^CURRENT_TIME$|^time\(\s*\'now\'\s*\)$', '%H:%M:%S'),
+    (r'^unixepoch\(\s*(\'now\'\s*)?\)$|^CAST\(\s*strftime\(\s*\'%s\'\s*,\s*\'now\'\s*\)\s+AS\s+(INT|INTEGER|BIGINT)\s*\)$', 'epoch'),
+    (r'^strftime\(\s*\'(?P<format>[^\']*)\'\s*,\s*\'now\'\s*\)$', None),
+)
+# strftime specifiers -> to_char patterns (what a text column gets), and the finest date_trunc unit each keeps.
+_TO_CHAR = {'Y': ('YYYY', 'year'), 'm': ('MM', 'month'), 'd': ('DD', 'day'), 'H': ('HH24', 'hour'), 'M': ('MI', 'minute'),
+            'S': ('SS', 'second'), 'f': ('SS.MS', 'milliseconds'), 'j': ('DDD', 'day')}
+_UNITS = ('year', 'month', 'day', 'hour', 'minute', 'second', 'milliseconds')
+_EPOCH_SQL = 'floor(extract(epoch FROM CURRENT_TIMESTAMP))::bigint'
+_NUMBER_KINDS = ('smallint', 'integer', 'bigint', 'numeric', 'float8')
+
+
+def _now_format(text):
+    """The strftime format (or 'epoch') of a SQLite current-time default, or None for any other default."""
+    for pattern, fmt in _NOW_DEFAULTS:
+        match = re.match(pattern, text, re.I)
+        if match:
+            fmt = fmt or match.group('format')
+            return 'epoch' if fmt == '%s' else fmt
+    return None
+
+
+def _to_char(fmt):
+    """(to_char pattern, finest unit) for a strftime format; None when a specifier has no equivalent."""
+    parts, units, literal = [], [], ''
+    for piece in re.findall(r'%.|[^%]', fmt):
+        if piece == '%%':
+            literal += '%'
+        elif piece.startswith('%'):
+            if piece[1] not in _TO_CHAR:
+                return None
+            if literal:
+                parts.append(_literal(literal))
+                literal = ''
+            pattern, unit = _TO_CHAR[piece[1]]
+            parts.append(pattern)
+            units.append(unit)
+        elif piece in '"\\':
+            return None
+        else:
+            literal += piece
+    if literal:
+        parts.append(_literal(literal))
+    return ''.join(parts), max(units, key=_UNITS.index) if units else None
+
+
+def _literal(text):
+    """Literal text in a to_char pattern: quoted where a letter could be read as a pattern."""
+    return '"%s"' % text if re.search(r'[A-Za-z]', text) else text
+
+
+def _now_sql(fmt, kind):
+    """The PostgreSQL default giving what the module loads for SQLite's current-time default ``fmt``, or None."""
+    if fmt == 'epoch':
+        if kind in _NUMBER_KINDS:
+            return _EPOCH_SQL
+        if kind == 'text':
+            return _EPOCH_SQL + '::text'
+        if kind == 'timestamptz':
+            return "date_trunc('second', CURRENT_TIMESTAMP)"
+        return None
+    pattern = _to_char(fmt)
+    if pattern is None:
+        return None
+    pattern, unit = pattern
+    if kind == 'text':
+        return "to_char(CURRENT_TIMESTAMP AT TIME ZONE 'UTC', '%s')" % pattern
+    if kind == 'timestamptz' and re.match(r'^%Y-%m-%d([ T]%H:%M(:%S|:%f)?Z?)?$', fmt):
+        return "date_trunc('%s', CURRENT_TIMESTAMP, 'UTC')" % unit
+    if kind == 'date' and fmt == '%Y-%m-%d':
+        return "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')::date"
+    return None
+
+
+# SQLite's type affinity of a declared type (https://www.sqlite.org/datatype3.html, 3.1), as a type with that affinity.
+_AFFINITY = ((r'INT', 'INTEGER'), (r'CHAR|CLOB|TEXT', 'TEXT'), (r'BLOB', 'BLOB'), (r'REAL|FLOA|DOUB', 'REAL'))
+
+
+def _affinity(declared):
+    upper = (declared or '').upper()
+    if not upper.strip():
+        return 'BLOB'
+    for pattern, affinity in _AFFINITY:
+        if re.search(pattern, upper):
+            return affinity
+    return 'NUMERIC'
+
+
+def _deny_functions(action, *_args):
+    return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_FUNCTION else sqlite3.SQLITE_OK
+
+
+def sqlite_default_value(default, declared, functions=False):
+    """The value SQLite stores for a column declared ``declared`` when an INSERT leaves it to ``default``.
+
+    SQLite itself evaluates the expression (literals, signs, blobs, double-quoted strings,
+    arithmetic) and applies the column's affinity, in a scratch in-memory database.  Unless
+    ``functions``, a call to any function (random(), CURRENT_TIMESTAMP, ...) is refused with
+    sqlite3.DatabaseError: such a default is not one constant.
+    """
+    conn = sqlite3.connect(':memory:')
+    try:
+        conn.text_factory = bytes  # as the source is read (sqlite_source.open_snapshot)
+        conn.execute('CREATE TABLE d (v %s)' % _affinity(declared))
+        if not functions:
+            conn.set_authorizer(_deny_functions)
+        # A VALUES list applies the affinity as a DEFAULT does; "x" is the string 'x' in both (no column is named x).
+        conn.execute('INSERT INTO d (v) VALUES ((%s))' % default)
+        conn.set_authorizer(None)
+        return conn.execute('SELECT v FROM d').fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _default_sql(default, col, pg_type, declared, warnings, where):
+    """The PostgreSQL DEFAULT of a column, converted like its values; None (with a warning) where there is none.
+
+    A constant default is evaluated by SQLite, goes through the column's converter and is
+    written as a literal of the PostgreSQL type.  A current-time default becomes the
+    PostgreSQL expression that gives the same value for the column's kind.  Anything else,
+    or a value the converter refuses, is dropped with a warning naming table and column.
+    """
     if default is None:
         return None
     text = default.strip()
     while text.startswith('(') and text.endswith(')'):
         text = text[1:-1].strip()
-    if not _LITERAL_DEFAULT.match(text) or text.upper() == 'NULL':
-        if text.upper() != 'NULL':
-            warnings.append('%s: default %s is not a literal and was not recreated' % (where, default))
+    convert = make_converter(col, _STRICT)[0]
+    fmt = _now_format(text)
+    try:
+        value = sqlite_default_value(text, declared, functions=fmt is not None)
+    except sqlite3.Error:
+        warnings.append('%s: default %s is not a constant or a current-time expression; not recreated' % (where, default))
         return None
-    return '(%s)::%s' % (text, pg_type)
+    if value is None:
+        return None
+    try:
+        canonical = convert(value)
+    except Problem as problem:
+        shown = ' (it gives values such as %s)' % excerpt(value) if fmt else ''
+        warnings.append('%s: default %s%s does not convert to %s (%s); not recreated' % (where, default, shown, pg_type, problem.rule))
+        return None
+    if fmt is None:
+        return "'%s'::%s" % (copy_unescape(canonical).replace("'", "''"), pg_type)
+    sql = _now_sql(fmt, col.kind)
+    if sql is None:
+        warnings.append('%s: default %s has no PostgreSQL equivalent for a %s column; not recreated' % (where, default, pg_type))
+    return sql
 
 
 def _rowid_alias(columns, table_sql):
@@ -346,8 +490,9 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
             parts.append('GENERATED BY DEFAULT AS IDENTITY')
         elif not_null:
             parts.append('NOT NULL')
-        default = _default_sql(col['default'], pg_type, warnings, where)
-        if default is not None and not (identity and col['name'] in pk):
+        default = None if identity and col['name'] in pk else _default_sql(col['default'], cols[-1], pg_type, col['type'],
+                                                                            warnings, where)
+        if default is not None:
             parts.append('DEFAULT ' + default)
         if identity and col['name'] in pk:
             parts.append('NOT NULL')

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import random
+import re
 import sqlite3
 
 import pytest
@@ -208,7 +209,7 @@ def test_generic_features_round_trip(postgresql_server, empty_db, tmp_path):
     params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='feat')
     result = migration_load.run(params)
     assert result['validation']['checksums_match'] and result['validation']['counts_match']
-    assert result['mapping_warnings'] == ['owner.weird: default random() is not a literal and was not recreated']
+    assert result['mapping_warnings'] == ['owner.weird: default random() is not a constant or a current-time expression; not recreated']
     indexes = dict(postgresql_server.query(empty_db, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'feat'"))
     assert 'DESC' in indexes['item_qty_desc']
     assert 'WHERE (qty > 10)' in indexes['item_big']
@@ -261,6 +262,119 @@ def test_generic_rerun_of_empty_tables_is_no_change(postgresql_server, empty_db,
     second = migration_load.run(params)
     assert second['changed'] is False and second['action'] == 'none'
     assert postgresql_server.query(empty_db, 'SELECT count(*) FROM empty."T"') == [(0,)]
+
+
+# ---------------------------------------------------------------------------
+# Column defaults: converted like the values, or dropped with a warning naming table and column
+# ---------------------------------------------------------------------------
+
+# (declared column, what PostgreSQL then holds for a row that leaves the column to its default; None: no default)
+CONSTANT_DEFAULTS = [
+    ('dt0 DATETIME DEFAULT 0', '1970-01-01 00:00:00+00'),
+    ('dtms DATETIME DEFAULT 1704164645123', '2024-01-02 03:04:05.123+00'),
+    ('dttext TIMESTAMP DEFAULT \'2024-01-02T05:04:05+02:00\'', '2024-01-02 03:04:05+00'),
+    ('iq INTEGER DEFAULT \'"0"\'', None),
+    ('itext INTEGER DEFAULT \'7\'', '7'),
+    ('tdq TEXT DEFAULT ""', ''),
+    ('idq INTEGER DEFAULT ""', None),
+    ('dtdq DATETIME DEFAULT ""', None),
+    ('neg INTEGER DEFAULT -1', '-1'),
+    ('negreal REAL DEFAULT -1.5e3', '-1500'),
+    ('plus DEFAULT +5', '5'),
+    ('hex INTEGER DEFAULT 0x1F', '31'),
+    ('paren INTEGER DEFAULT (-(3))', '-3'),
+    ('textnum TEXT DEFAULT 1.50', '1.5'),
+    ('blob BLOB DEFAULT x\'00ff\'', '\\x00ff'),
+    ('textblob TEXT DEFAULT x\'00\'', None),
+    ('flag BOOLEAN DEFAULT TRUE', 'true'),
+    ('badflag BOOLEAN DEFAULT \'yes\'', None),
+    ('short VARCHAR(3) DEFAULT \'toolong\'', None),
+    ('quote TEXT DEFAULT \'it\'\'s\'', "it's"),
+    ('money NUMERIC(6,2) DEFAULT 1.255', '1.26'),
+    ('big NUMERIC(3,2) DEFAULT 100', None),
+    ('doc JSON DEFAULT \'{"b": 1.0, "a": []}\'', '{"a": [], "b": 1.0}'),
+    ('baddoc JSON DEFAULT \'{nope\'', None),
+    ('day DATE DEFAULT \'2024-02-29\'', '2024-02-29'),
+    ('nulled TEXT DEFAULT NULL', None),
+    ('rnd INTEGER DEFAULT (random())', None),
+]
+
+
+def _defaults_file(tmp_path, columns, nulled):
+    """One table of ``columns``, with one row that leaves every column but ``nulled`` to its SQLite default."""
+    return _sqlite_file(tmp_path, 'defaults.sqlite', 'CREATE TABLE "D" (id INTEGER PRIMARY KEY, %s); INSERT INTO "D" (id) '
+                        'VALUES (1); %s' % (', '.join(columns), ''.join('UPDATE "D" SET %s = NULL;' % name for name in nulled)))
+
+
+def test_constant_defaults_are_converted_like_values_or_dropped_with_a_warning(postgresql_server, empty_db, tmp_path):
+    """Every default PostgreSQL gets gives what the module loads for SQLite's default; the others are named and dropped."""
+    names = [declared.split()[0] for declared, _held in CONSTANT_DEFAULTS]
+    dropped = sorted(name for name, (_declared, held) in zip(names, CONSTANT_DEFAULTS) if held is None and name != 'nulled')
+    path = _defaults_file(tmp_path, [declared for declared, _held in CONSTANT_DEFAULTS], dropped)
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='dflt')
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match']
+    warned = sorted(w.split(':')[0].split('.')[1] for w in result['mapping_warnings'])
+    assert warned == dropped
+    assert all(w.startswith('D.') and w.endswith('; not recreated') for w in result['mapping_warnings'])
+    assert 'D.iq: default \'"0"\' does not convert to bigint (not an integer); not recreated' in result['mapping_warnings']
+    # A row PostgreSQL fills from its defaults equals the row loaded from SQLite's defaults, column by column.
+    postgresql_server.query(empty_db, 'INSERT INTO dflt."D" (id) VALUES (2)')
+    select = ', '.join('"%s"::text' % name for name in names)
+    loaded, filled = postgresql_server.query(empty_db, 'SELECT %s FROM dflt."D" ORDER BY id' % select)
+    for name, (_declared, held), from_sqlite, from_default in zip(names, CONSTANT_DEFAULTS, loaded, filled):
+        if held is None:
+            assert from_default is None, name
+        else:
+            assert from_default == from_sqlite == held, name
+    postgresql_server.query(empty_db, 'DELETE FROM dflt."D" WHERE id = 2')
+    assert migration_load.run(params)['changed'] is False
+
+
+# (declared column, part of PostgreSQL's default as pg_get_expr prints it or 'dropped', a regular expression for what it gives)
+NOW_DEFAULTS = [
+    ('ts DATETIME DEFAULT CURRENT_TIMESTAMP', "date_trunc('second'::text, CURRENT_TIMESTAMP, 'UTC'::text)",
+     r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00$'),
+    ('tsfn TIMESTAMP DEFAULT (datetime(\'now\'))', "date_trunc('second'::text, CURRENT_TIMESTAMP, 'UTC'::text)",
+     r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+00$'),
+    ('tsms DATETIME DEFAULT (strftime(\'%Y-%m-%dT%H:%M:%fZ\', \'now\'))',
+     "date_trunc('milliseconds'::text, CURRENT_TIMESTAMP, 'UTC'::text)", r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,3})?\+00$'),
+    ('tsday DATETIME DEFAULT CURRENT_DATE', "date_trunc('day'::text, CURRENT_TIMESTAMP, 'UTC'::text)",
+     r'^\d{4}-\d\d-\d\d 00:00:00\+00$'),
+    ('txt TEXT DEFAULT CURRENT_TIMESTAMP', None, r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$'),
+    ('untyped DEFAULT (strftime(\'%Y-%m-%dT%H:%M:%fZ\', \'now\'))', None, r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$'),
+    ('tday TEXT DEFAULT (date(\'now\'))', None, r'^\d{4}-\d\d-\d\d$'),
+    ('ttime TEXT DEFAULT CURRENT_TIME', None, r'^\d\d:\d\d:\d\d$'),
+    ('d DATE DEFAULT CURRENT_DATE', "AT TIME ZONE 'UTC'", r'^\d{4}-\d\d-\d\d$'),
+    ('epoch INTEGER DEFAULT (unixepoch())', None, r'^\d{10}$'),
+    ('epochtxt INTEGER DEFAULT (CAST(strftime(\'%s\', \'now\') AS INTEGER))', None, r'^\d{10}$'),
+    ('dstamp DATE DEFAULT CURRENT_TIMESTAMP', 'dropped', None),
+    ('inow INTEGER DEFAULT CURRENT_TIMESTAMP', 'dropped', None),
+    ('bnow BLOB DEFAULT CURRENT_TIMESTAMP', 'dropped', None),
+    ('odd TEXT DEFAULT (strftime(\'%W\', \'now\'))', 'dropped', None),
+]
+
+
+def test_current_time_defaults_become_postgresql_expressions_of_the_same_form(postgresql_server, empty_db, tmp_path):
+    """CURRENT_TIMESTAMP and its kin give PostgreSQL's current time in the form the module loads SQLite's in."""
+    names = [declared.split()[0] for declared, _expr, _form in NOW_DEFAULTS]
+    dropped = sorted(name for name, (_d, expr, _f) in zip(names, NOW_DEFAULTS) if expr == 'dropped')
+    path = _defaults_file(tmp_path, [declared for declared, _expr, _form in NOW_DEFAULTS], dropped)
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='now')
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match']
+    assert sorted(w.split(':')[0].split('.')[1] for w in result['mapping_warnings']) == dropped
+    defaults = dict(postgresql_server.query(empty_db, "SELECT column_name, column_default FROM information_schema.columns "
+                                                      "WHERE table_schema = 'now' AND table_name = 'D'"))
+    postgresql_server.query(empty_db, 'INSERT INTO now."D" (id) VALUES (2)')
+    select = ', '.join('"%s"::text' % name for name in names)
+    loaded, filled = postgresql_server.query(empty_db, 'SELECT %s FROM now."D" ORDER BY id' % select)
+    for name, (_declared, expr, form), from_sqlite, from_default in zip(names, NOW_DEFAULTS, loaded, filled):
+        if expr == 'dropped':
+            assert defaults[name] is None and from_default is None, name
+            continue
+        assert 'CURRENT_TIMESTAMP' in defaults[name] and (expr or '') in defaults[name], name
+        assert re.match(form, from_sqlite) and re.match(form, from_default), (name, from_sqlite, from_default)
 
 
 # ---------------------------------------------------------------------------
