@@ -9,6 +9,10 @@ cache=${LAB_CACHE_DIR:-$top/.cache}
 network=agent-ui-lab
 # host name : image suite
 hosts=("pg1:trixie" "pg2:trixie")
+# Ansible reaches the lab hosts over SSH, as it reaches real hosts (pipelining and ControlPersist: see ansible.cfg),
+# through an ssh_config written here: a lab-only key, the containers' addresses on $network, and their host keys,
+# read over `podman exec` (a channel that needs no trust on first use) into a known_hosts file checked strictly.
+sshdir=$cache/lab-ssh
 
 up() {
   podman network exists "$network" || podman network create "$network" >/dev/null
@@ -46,6 +50,67 @@ up() {
       *) echo "$ctr did not boot systemd (state: ${state:-unknown}); try: scripts/lab.sh down && make lab" >&2; exit 1 ;;
     esac
   done
+  ssh_access
+}
+
+# Ansible keeps one SSH master connection per host open between runs (ControlPersist, at ansible's default
+# ControlPath): close it when the host behind it is made anew, so that no run rides on a connection to the old one.
+close_master() {
+  [ -s "$sshdir/config" ] || return 0
+  ssh -F "$sshdir/config" -o ControlPath="$HOME/.ansible/cp/%C" -O exit "$1" >/dev/null 2>&1 || true
+}
+
+# sshd in each lab host (installed here, not in the image: molecule's hosts from the same image run no sshd), the
+# lab key authorised for root, and the ssh_config and known_hosts that inventories/lab points ssh at.
+ssh_access() {
+  mkdir -p "$sshdir" && chmod 0700 "$sshdir"
+  if [ ! -s "$sshdir/id_ed25519" ]; then
+    rm -f "$sshdir/id_ed25519" "$sshdir/id_ed25519.pub"
+    ssh-keygen -q -t ed25519 -N '' -C "agent-ui-lab-$(hostname)" -f "$sshdir/id_ed25519"
+  fi
+  chmod 0600 "$sshdir/id_ed25519"
+  local config known
+  config=$(mktemp "$sshdir/config.XXXXXX") known=$(mktemp "$sshdir/known_hosts.XXXXXX")
+  for entry in "${hosts[@]}"; do
+    ctr="agent-ui-lab-${entry%%:*}"
+    if ! podman exec "$ctr" test -x /usr/sbin/sshd; then
+      echo "$ctr: installing openssh-server" >&2
+      podman exec -e DEBIAN_FRONTEND=noninteractive "$ctr" sh -c \
+        'apt-get install -y -qq openssh-server >/dev/null || { apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null; }'
+    fi
+    podman exec "$ctr" sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || ssh-keygen -q -A; systemctl enable --now -q ssh'
+    podman exec -i "$ctr" sh -c 'umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys' < "$sshdir/id_ed25519.pub"
+    ip=$(podman inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$ctr")
+    # Keyed by the container's name (HostKeyAlias): a container made anew with another address is still checked.
+    printf '%s %s\n' "$ctr" "$(podman exec "$ctr" cat /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f1,2)" >> "$known"
+    cat >> "$config" <<CONFIG
+Host $ctr
+  HostName $ip
+  HostKeyAlias $ctr
+CONFIG
+  done
+  cat >> "$config" <<CONFIG
+Host *
+  User root
+  IdentityFile $sshdir/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $sshdir/known_hosts
+  StrictHostKeyChecking yes
+  HostKeyAlgorithms ssh-ed25519
+  CheckHostIP no
+  GSSAPIAuthentication no
+CONFIG
+  chmod 0600 "$config" "$known"
+  mv "$config" "$sshdir/config"
+  mv "$known" "$sshdir/known_hosts"
+  for entry in "${hosts[@]}"; do
+    ctr="agent-ui-lab-${entry%%:*}"
+    close_master "$ctr"
+    # BatchMode: a key or host key that does not match fails here, not as a prompt in the middle of the play.
+    ssh -F "$sshdir/config" -o BatchMode=yes -o ConnectTimeout=10 "$ctr" true \
+      || { echo "$ctr: ssh as root with the lab key failed (see $sshdir/config)" >&2; exit 1; }
+  done
+  echo "ssh: $sshdir/config"
 }
 
 down() {
@@ -53,6 +118,9 @@ down() {
     podman rm -f -t 5 "agent-ui-lab-${entry%%:*}" >/dev/null 2>&1 || true
   done
   podman network rm "$network" >/dev/null 2>&1 || true
+  for entry in "${hosts[@]}"; do close_master "agent-ui-lab-${entry%%:*}"; done
+  # The lab key stays (it authorises nothing once the hosts are gone); the host keys go with the hosts.
+  rm -f "$sshdir/config" "$sshdir/known_hosts"
 }
 
 info() {
