@@ -82,7 +82,7 @@ ForeignKey = collections.namedtuple('ForeignKey', ['columns', 'parent', 'parent_
 class TableSpec(object):
     """One table to move: where it comes from, its columns, keys and foreign keys."""
 
-    def __init__(self, name, source, columns, pk=('id',), uniques=(), fks=(), identity=None, source_order=None):
+    def __init__(self, name, source, columns, pk=('id',), uniques=(), fks=(), identity=None, source_order=None, row_id=None):
         self.name = name
         self.source = source
         self.columns = list(columns)
@@ -91,6 +91,8 @@ class TableSpec(object):
         self.fks = list(fks)
         self.identity = identity
         self.source_order = source_order
+        # A table without a primary key: the SQLite name of its rowid, read after the columns to name rows in problems.
+        self.row_id = row_id
 
     @property
     def column_names(self):
@@ -107,7 +109,7 @@ class TableSpec(object):
         """The SELECT that streams the source rows in primary key order."""
         order = self.source_order or ', '.join('%s COLLATE BINARY' % quote_ident(name) if kind not in _INT_RANGES else quote_ident(name)
                                                for name, kind in zip(self.pk, self.key_kinds()))
-        select = ', '.join(col.source for col in self.columns)
+        select = ', '.join([col.source for col in self.columns] + ([self.row_id] if self.row_id else []))
         sql = 'SELECT %s FROM %s' % (select, quote_ident(self.source))
         return sql + (' ORDER BY ' + order if order else '')
 
@@ -615,7 +617,9 @@ class TableChecker(object):
         self.fixed_rows = 0
         self.failed_rows = 0
 
-    def _pk(self, values):
+    def _pk(self, values, row=None):
+        if not self.pk_index and self.spec.row_id and row is not None:
+            return str(row[len(self.spec.columns)])
         if len(self.pk_index) == 1:
             return copy_unescape(values[self.pk_index[0]])
         return ','.join(copy_unescape(values[i]) or '' for i in self.pk_index)
@@ -692,7 +696,7 @@ class TableChecker(object):
                 continue
             names = ','.join(self.spec.columns[i].name for i in idx)
             shown = ','.join(copy_unescape(values[i]) for i in idx)
-            found.append((Problem('unique', 'duplicate %s, first used by %s %s' % (names, '/'.join(self.spec.pk), first),
+            found.append((Problem('unique', 'duplicate %s, first used by %s %s' % (names, '/'.join(self.spec.pk) or self.spec.row_id, first),
                                   shown, names), self.policies['unique']))
 
     def _remember_uniques(self, row, values):
@@ -700,7 +704,7 @@ class TableChecker(object):
             if tuple(row[i] for i in idx) in candidates:
                 key = _unique_key(values, idx, normals)
                 if key is not None:
-                    seen.setdefault(key, self._pk(values))
+                    seen.setdefault(key, self._pk(values, row))
 
     def _register(self, which, values):
         for idx, sets, _which in self.registrations:
@@ -794,7 +798,7 @@ class TableChecker(object):
         return '\t'.join(values)
 
     def _note(self, row, values, found):
-        pk = self._pk(values)
+        pk = self._pk(values, row)
         for problem, action in found:
             if action != 'cascade':
                 self.problems.add(self.spec.name, pk, problem, action)

@@ -263,6 +263,18 @@ def _rowid_alias(columns, table_sql):
     return len(pk) == 1 and pk[0]['type'].strip().upper() == 'INTEGER' and 'WITHOUT ROWID' not in table_sql.upper()
 
 
+def _row_id(columns, table_sql):
+    """How SQLite names the rowid of a table without a primary key (reported as the row's ``pk``), or None.
+
+    ``rowid``, unless a column has that name; then ``_rowid_`` or ``oid``.  A virtual table may
+    have no rowid at all, so it gets none (FTS and R*Tree tables have their key column anyway).
+    """
+    if re.match(r'\s*CREATE\s+VIRTUAL\b', table_sql or '', re.I):
+        return None
+    taken = set(_fold(col['name']) for col in columns)
+    return next((alias for alias in ('rowid', '_rowid_', 'oid') if alias not in taken), None)
+
+
 def _load_order(names, parents):
     """Parents before children where possible (cycles and self references are broken by name order)."""
     order, done, visiting = [], set(), set()
@@ -536,5 +548,5 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
         # Keys SQLite keeps apart can load as equal (1 and '1' in an untyped column): checked like UNIQUE.
         uniques.insert(0, tuple(pk))
     spec = TableSpec(name, name, cols, pk=pk, uniques=uniques, fks=specs_fks, identity=pk[0] if identity else None,
-                     source_order=None if pk else '')
+                     source_order=None if pk else '', row_id=None if pk else _row_id(columns, table_sql))
     return GenericTable(spec, pg_types, create, finish, links, warnings)

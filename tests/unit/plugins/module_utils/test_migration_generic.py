@@ -11,6 +11,7 @@ copied into the project.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import json
 import random
 import re
 import sqlite3
@@ -375,6 +376,49 @@ def test_current_time_defaults_become_postgresql_expressions_of_the_same_form(po
             continue
         assert 'CURRENT_TIMESTAMP' in defaults[name] and (expr or '') in defaults[name], name
         assert re.match(form, from_sqlite) and re.match(form, from_default), (name, from_sqlite, from_default)
+
+
+# ---------------------------------------------------------------------------
+# Tables without a primary key: rows are named by their rowid
+# ---------------------------------------------------------------------------
+
+def test_a_problem_in_a_table_without_primary_key_names_the_row_by_its_rowid(postgresql_server, empty_db, tmp_path):
+    """The problem's pk is the rowid, and the operator finds the row with ``SELECT ... WHERE rowid = ?``.
+
+    A column named rowid takes that name, so SQLite's other name for it, _rowid_, is reported; 1 and '1' are
+    distinct to SQLite's UNIQUE and one value in PostgreSQL's text column.
+    """
+    path = _sqlite_file(tmp_path, 'nopk.sqlite', """
+        CREATE TABLE log (at DATETIME, qty INTEGER, code UNIQUE);
+        CREATE TABLE clash (rowid TEXT, qty INTEGER);
+        INSERT INTO log (rowid, at, qty, code) VALUES (3, '2024-01-01', 1, 1), (10, '2024-01-02', 'lots', 'b'),
+                                                      (12, 'soon', 2, 'c'), (40, NULL, 3, '1');
+        INSERT INTO clash (_rowid_, rowid, qty) VALUES (5, '1', 'x');
+    """)
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='nopk')
+    with pytest.raises(MigrationError) as failure:
+        migration_load.run(params)
+    found = [(p['table'], p['pk'], p['column'], p['class']) for p in failure.value.details['problems']]
+    assert '_rowid_=5' in failure.value.msg  # the headline names the first row the same way
+    assert sorted(found) == [('clash', '5', 'qty', 'type'), ('log', '10', 'qty', 'type'), ('log', '12', 'at', 'timestamp'),
+                             ('log', '40', 'code', 'unique')]
+    unique = [p for p in failure.value.details['problems'] if p['class'] == 'unique'][0]
+    assert unique['rule'] == 'duplicate code, first used by rowid 3'
+    conn = sqlite3.connect(path)
+    try:
+        for table, pk, column_name, _cls in found:
+            alias = '_rowid_' if table == 'clash' else 'rowid'
+            value = conn.execute('SELECT %s FROM %s WHERE %s = ?' % (column_name, table, alias), (int(pk),)).fetchone()[0]
+            assert value in ('lots', 'soon', '1', 'x')
+    finally:
+        conn.close()
+    # Under skip_row the reject file names the same rows.
+    rejects = tmp_path / 'rejects.jsonl'
+    result = migration_load.run(dict(params, policies={'type': 'skip_row', 'timestamp': 'skip_row', 'unique': 'skip_row'},
+                                     reject_file=str(rejects)))
+    assert sorted((r['table'], r['pk']) for r in map(json.loads, rejects.read_text().splitlines())) == [
+        ('clash', '5'), ('log', '10'), ('log', '12'), ('log', '40')]
+    assert result['tables']['log']['loaded_rows'] == 1
 
 
 # ---------------------------------------------------------------------------
