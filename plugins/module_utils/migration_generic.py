@@ -341,7 +341,24 @@ def generic_tables(conn, schema, casts=None):
     for name in order:
         planned.append(_plan_table(conn, schema, name, info[name], indexes[name], pks, fks[name], casts))
     _check_key_types(planned)
-    return planned, notices
+    return planned, notices + view_warnings(conn)
+
+
+def view_warnings(conn):
+    """One warning per SQLite view, naming it and giving its SQL: views are not recreated.
+
+    PostgreSQL accepts much of SQLite's view SQL and then computes something else: LIKE
+    ignores ASCII case in SQLite, text and numbers compare as SQLite's affinities say, date
+    functions and GROUP BY's bare columns differ.  A view that loads without error could
+    answer differently, so none is recreated; each is for the operator to port.
+    """
+    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY name").fetchall()
+    return ['view %s not recreated (its SQL is SQLite\'s: port it to PostgreSQL by hand): %s' % (_decoded(name), _decoded(sql).strip())
+            for name, sql in rows]
+
+
+def _decoded(value):
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else value or ''
 
 
 _INTEGER_KINDS = frozenset(('smallint', 'integer', 'bigint'))

@@ -422,6 +422,33 @@ def test_a_problem_in_a_table_without_primary_key_names_the_row_by_its_rowid(pos
 
 
 # ---------------------------------------------------------------------------
+# Views: named with their SQL, not recreated
+# ---------------------------------------------------------------------------
+
+def test_views_are_named_with_their_sql_and_not_recreated(postgresql_server, empty_db, tmp_path):
+    """A view PostgreSQL would accept can answer differently (LIKE ignores case in SQLite), so none is recreated."""
+    path = _sqlite_file(tmp_path, 'views.sqlite', """
+        CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);
+        INSERT INTO t VALUES (1, 'Alice'), (2, 'bob');
+        CREATE VIEW "a names" AS SELECT name FROM t WHERE name LIKE 'a%';
+        CREATE VIEW recent AS
+          SELECT id FROM t WHERE id > strftime('%s', 'now') - 86400;
+    """)
+    conn = sqlite3.connect(path)
+    assert conn.execute('SELECT * FROM "a names"').fetchall() == [('Alice',)]  # what a recreated view would not return
+    conn.close()
+    result = migration_load.run(dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='v'))
+    assert result['mapping_warnings'] == [
+        'view a names not recreated (its SQL is SQLite\'s: port it to PostgreSQL by hand): '
+        'CREATE VIEW "a names" AS SELECT name FROM t WHERE name LIKE \'a%\'',
+        'view recent not recreated (its SQL is SQLite\'s: port it to PostgreSQL by hand): '
+        'CREATE VIEW recent AS\n          SELECT id FROM t WHERE id > strftime(\'%s\', \'now\') - 86400',
+    ]
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_views WHERE schemaname = 'v'") == [(0,)]
+    assert postgresql_server.query(empty_db, 'SELECT count(*) FROM v.t') == [(2,)]
+
+
+# ---------------------------------------------------------------------------
 # Identifiers and PostgreSQL's 63-byte limit
 # ---------------------------------------------------------------------------
 
