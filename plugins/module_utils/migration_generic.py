@@ -58,6 +58,7 @@ MAX_IDENTIFIER_BYTES = 63
 
 # Defaults are converted strictly: a default that would need a fix is not recreated.
 _STRICT = resolve_policies(None)
+_BARE_WORD = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 # finish: the keys and indexes, added after the load; links: the foreign keys, added once every table has its keys.
 GenericTable = collections.namedtuple('GenericTable', ['spec', 'pg_types', 'create', 'finish', 'links', 'warnings'])
@@ -237,6 +238,8 @@ def _default_sql(default, col, pg_type, declared, warnings, where):
         text = text[1:-1].strip()
     convert = make_converter(col, _STRICT)[0]
     fmt = _now_format(text)
+    if fmt is None and _BARE_WORD.match(text) and text.upper() not in ('NULL', 'TRUE', 'FALSE'):
+        text = "'%s'" % text  # SQLite reads DEFAULT active as the string 'active'
     try:
         value = sqlite_default_value(text, declared, functions=fmt is not None)
     except sqlite3.Error:

@@ -291,6 +291,8 @@ CONSTANT_DEFAULTS = [
     ('badflag BOOLEAN DEFAULT \'yes\'', None),
     ('short VARCHAR(3) DEFAULT \'toolong\'', None),
     ('quote TEXT DEFAULT \'it\'\'s\'', "it's"),
+    ('bare TEXT DEFAULT active', 'active'),
+    ('dquoted DEFAULT "q"', 'q'),
     ('money NUMERIC(6,2) DEFAULT 1.255', '1.26'),
     ('big NUMERIC(3,2) DEFAULT 100', None),
     ('doc JSON DEFAULT \'{"b": 1.0, "a": []}\'', '{"a": [], "b": 1.0}'),

@@ -43,7 +43,7 @@ DEFAULTS = {
     '0': 'constant', '1': 'constant', '-1': 'constant', '-2.5': 'constant', '1.5e3': 'constant', '0x10': 'constant',
     '1704164645123': 'constant', "'x'": 'constant', "''": 'constant', '""': 'constant', '\'"0"\'': 'constant',
     "'abc''d'": 'constant', "'12.345'": 'constant', "'yes'": 'constant', "'2024-01-02 03:04:05'": 'constant',
-    "'2024-02-29'": 'constant', "x'00ff'": 'constant', "x''": 'constant', 'TRUE': 'constant', 'FALSE': 'constant',
+    "'2024-02-29'": 'constant', 'active': 'constant', "x'00ff'": 'constant', "x''": 'constant', 'TRUE': 'constant', 'FALSE': 'constant',
     'NULL': 'constant', "'{\"a\": [1, 2.50]}'": 'constant', "'[1,'": 'constant', '1 + 2': 'constant', '-(7)': 'constant',
     'CURRENT_TIMESTAMP': 'now', 'CURRENT_DATE': 'now', 'CURRENT_TIME': 'now', "datetime('now')": 'now',
     "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')": 'now', "date('now')": 'now', 'random()': 'volatile', "lower('ABC')": 'volatile',
