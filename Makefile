@@ -10,7 +10,8 @@ STAMPS := $(CACHE)/stamps
 SCENARIOS ?= preflight default pgdg migration
 # postgresql-15: a throwaway server for the module's unit tests; pgloader: the migration benchmark's peer;
 # iptables: netavark (podman's network stack) needs it to set up the lab networks.
-APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns iptables dpkg-dev apt-utils gnupg rsync shellcheck postgresql-15 pgloader
+# openssh-client: Ansible reaches the lab hosts over SSH.
+APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns iptables dpkg-dev apt-utils gnupg rsync shellcheck postgresql-15 pgloader openssh-client
 
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/.config/containers.conf

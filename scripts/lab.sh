@@ -63,6 +63,7 @@ close_master() {
 # sshd in each lab host (installed here, not in the image: molecule's hosts from the same image run no sshd), the
 # lab key authorised for root, and the ssh_config and known_hosts that inventories/lab points ssh at.
 ssh_access() {
+  command -v ssh >/dev/null || { echo "lab.sh: ssh is missing: apt-get install openssh-client" >&2; exit 1; }
   mkdir -p "$sshdir" && chmod 0700 "$sshdir"
   if [ ! -s "$sshdir/id_ed25519" ]; then
     rm -f "$sshdir/id_ed25519" "$sshdir/id_ed25519.pub"
@@ -128,6 +129,7 @@ info() {
   cat <<INFO
 
 The lab is up: pg1 and pg2 (Debian 13, PostgreSQL 17), network $network.
+Log in: ssh -F $sshdir/config agent-ui-lab-pg1 (Ansible goes the same way).
 Connect with TLS verified against the lab CA (password: see inventories/lab/group_vars/postgresql.yml):
 
   podman exec -it agent-ui-lab-pg2 psql "host=pg1 dbname=agent_ui user=agent_ui_app sslmode=verify-full sslrootcert=/etc/ssl/certs/agent-ui-postgresql-ca.pem"
