@@ -21,42 +21,45 @@ MODELS = ('sonnet', 'opus', 'haiku', 'sonnet-4', 'opus-4')
 TRANSPORTS = ('stdio', 'sse', 'http')
 STATUSES = ('pending', 'running', 'completed', 'failed', 'cancelled')
 EXPERIENCE_BOUNDS = (0, 100)
-
-# Tables in load order: parents before children.
-APP_TABLES = ('agents', 'skills', 'mcp_servers', 'agents_skills_links', 'agents_mcp_servers_links', 'tasks')
+# The instant a NULL timestamp is filled with when the row's other timestamp is NULL too (fix rule of not_null).
+NULL_TIMESTAMP_FILL = '1970-01-01 00:00:00+00'
+# The app mapping's own default policies, for the classes the user does not name: every NOT NULL target column
+# has a fix rule that gives the same value on every run (docs/migration.md, "NULL where the target says NOT NULL").
+APP_DEFAULT_POLICIES = {'not_null': 'fix'}
 
 
 def _timestamps():
-    return [column('created_at', 'timestamptz', not_null=True), column('updated_at', 'timestamptz', not_null=True)]
+    return [column('created_at', 'timestamptz', not_null=True, default=NULL_TIMESTAMP_FILL, fill_from='updated_at'),
+            column('updated_at', 'timestamptz', not_null=True, default=NULL_TIMESTAMP_FILL, fill_from='created_at')]
 
 
 def app_specs(model_map=None):
     """The six TableSpecs of app mode, in load order."""
     agents = TableSpec('agents', 'agents', [
         column('id', 'integer', not_null=True),
-        column('name', 'text', not_null=True, length=100),
+        column('name', 'text', not_null=True, length=100, required=True),
         column('description', 'text'),
-        column('system_prompt', 'text', not_null=True),
+        column('system_prompt', 'text', not_null=True, required=True),
         column('tools', 'jsonb', shape='array', default='[]'),
         column('disallowed_tools', 'jsonb', shape='array', default='[]'),
         column('model', 'text', not_null=True, default='sonnet', allowed=MODELS, fix_map=dict(model_map or {})),
-        column('enabled', 'boolean', not_null=True, default='t', null_default='t'),
+        column('enabled', 'boolean', not_null=True, default='t'),
     ] + _timestamps(), uniques=[('name',)], identity='id')
     skills = TableSpec('skills', 'skills', [
         column('id', 'integer', not_null=True),
-        column('name', 'text', not_null=True, length=100),
+        column('name', 'text', not_null=True, length=100, required=True),
         column('description', 'text'),
-        column('content', 'text', not_null=True),
+        column('content', 'text', not_null=True, default=''),
         column('allowed_tools', 'jsonb', shape='array', default='[]'),
         column('experience_score', 'numeric', not_null=True, default='0.00', scale=2, bounds=EXPERIENCE_BOUNDS),
     ] + _timestamps(), uniques=[('name',)], identity='id')
     mcp_servers = TableSpec('mcp_servers', 'mcp_servers', [
         column('id', 'integer', not_null=True),
-        column('name', 'text', not_null=True, length=100),
-        column('command', 'text', not_null=True, length=500),
+        column('name', 'text', not_null=True, length=100, required=True),
+        column('command', 'text', not_null=True, length=500, required=True),
         column('args', 'jsonb', shape='array', default='[]'),
         column('env', 'jsonb', shape='object', default='{}'),
-        column('disabled', 'boolean', not_null=True, default='f', null_default='f'),
+        column('disabled', 'boolean', not_null=True, default='f'),
         column('transport', 'text', not_null=True, default='stdio', allowed=TRANSPORTS),
     ] + _timestamps(), uniques=[('name',)], identity='id')
     skill_links = TableSpec('agents_skills_links', 'agents_skills_links', [
@@ -78,7 +81,7 @@ def app_specs(model_map=None):
     tasks = TableSpec('tasks', 'tasks', [
         column('id', 'integer', not_null=True),
         column('agent_id', 'integer'),
-        column('name', 'text', not_null=True),
+        column('name', 'text', not_null=True, required=True),
         column('description', 'text'),
         column('status', 'text', not_null=True, default='pending', allowed=STATUSES),
         column('error_message', 'text'),

@@ -99,7 +99,7 @@ def integers(base, none_text, low, high):
     return _typed(int, none_text, each(base, none_text), present_texts)
 
 
-def texts(base, none_text, length=None, allowed=None):
+def texts(base, none_text, length=None, allowed=None, required=False):
     """Text columns read as bytes: decode, check and escape a whole batch at once.
 
     The values are joined with NUL.  If the join holds exactly one NUL per gap, no value
@@ -122,6 +122,8 @@ def texts(base, none_text, length=None, allowed=None):
         if length is not None and max(map(len, parts)) > length:
             return None
         if allowed is not None and not allowed.issuperset(parts):
+            return None
+        if required and not all(part and not part.isspace() for part in parts):
             return None
         if special(text) is not None:
             parts = _escape_special(text).split('\x00')

@@ -66,14 +66,16 @@ Column = collections.namedtuple('Column', [
     'scale',         # numeric scale, or None
     'shape',         # 'array' or 'object' for JSON columns, or None
     'fix_map',       # dict used by the enum fix rule (e.g. model_map), or None
+    'required',      # text that is empty or only whitespace is missing: a not_null problem (Strapi's required)
+    'fill_from',     # under fix, a NULL takes this column's value of the same row when it has one, else ``default``
 ])
 
 
 def column(name, kind, source=None, not_null=False, default=None, null_default=None, length=None,
-           allowed=None, bounds=None, scale=None, shape=None, fix_map=None):
+           allowed=None, bounds=None, scale=None, shape=None, fix_map=None, required=False, fill_from=None):
     """Build a :data:`Column` with keyword defaults."""
     return Column(name, source if source is not None else quote_ident(name), kind, not_null, default, null_default,
-                  length, tuple(allowed) if allowed else None, bounds, scale, shape, fix_map)
+                  length, tuple(allowed) if allowed else None, bounds, scale, shape, fix_map, required, fill_from)
 
 
 ForeignKey = collections.namedtuple('ForeignKey', ['columns', 'parent', 'parent_columns', 'on_delete', 'name'])
@@ -145,9 +147,13 @@ def sortable_key(kinds):
 # Policies
 # ---------------------------------------------------------------------------
 
-def resolve_policies(policies):
-    """Full class -> policy mapping from the user's partial one; raise MigrationError if invalid."""
+def resolve_policies(policies, defaults=None):
+    """Full class -> policy mapping from the user's partial one; raise MigrationError if invalid.
+
+    Classes the user does not name take ``defaults`` (a mode's own, e.g. the app mapping's), else fail.
+    """
     resolved = dict((cls, 'fail') for cls in PROBLEM_CLASSES)
+    resolved.update(defaults or {})
     for cls, policy in (policies or {}).items():
         if cls not in PROBLEM_CLASSES:
             raise MigrationError('policies: unknown problem class %r; known classes: %s' % (cls, ', '.join(PROBLEM_CLASSES)))
@@ -167,6 +173,7 @@ def resolve_policies(policies):
 def _text_converter(col):
     length = col.length
     allowed = col.allowed
+    required = col.required
     special = _COPY_SPECIAL.search
 
     def convert(value):
@@ -179,6 +186,8 @@ def _text_converter(col):
             text = decode_text(value)
         if '\x00' in text:
             raise Problem('nul', 'text contains a NUL character', value)
+        if required and (not text or text.isspace()):
+            raise Problem('not_null', '%s is %s but the column is required' % (col.name, 'whitespace only' if text else 'empty'), value)
         if length is not None and len(text) > length:
             raise Problem('length', 'longer than %d characters (%d)' % (length, len(text)), value)
         if allowed is not None and text not in allowed:
@@ -348,6 +357,10 @@ def make_converter(col, policies):
         if text is None:
             problem.rule += ' (no fix rule applies)'
             raise problem
+        if problem.cls == 'not_null':
+            shown = {'t': 'true', 'f': 'false'}.get(text) if col.kind == 'boolean' else repr(copy_unescape(text))
+            problem.rule += '; filled with %s' % (shown if col.fill_from is None else
+                                                  '%s, or %s when that is NULL too' % (col.fill_from, copy_unescape(text)))
         raise Fixed(problem, text)
 
     def full(value):
@@ -375,7 +388,7 @@ def batch_converter(col, base, none_text):
         low, high = _INT_RANGES[col.kind]
         return migration_batch.integers(base, none_text, low, high)
     if col.kind == 'text':
-        return migration_batch.texts(base, none_text, col.length, col.allowed)
+        return migration_batch.texts(base, none_text, col.length, col.allowed, col.required)
     if col.kind == 'timestamptz':
         return migration_batch.timestamps(base, none_text)
     return migration_batch.each(base, none_text)
@@ -386,7 +399,11 @@ def batch_converter(col, base, none_text):
 # ---------------------------------------------------------------------------
 
 class ProblemLog(object):
-    """Keeps the first ``limit`` problems and counts all of them per class and per action."""
+    """Keeps the first ``limit`` problems and counts all of them per class and per action.
+
+    Problems under the fail policy are also counted per class, each class with its first one
+    (kept whatever ``limit`` is), for the headline of a failed run (:meth:`headline`).
+    """
 
     def __init__(self, limit=1000):
         self.limit = limit
@@ -394,16 +411,39 @@ class ProblemLog(object):
         self.total = 0
         self.by_class = collections.Counter()
         self.by_action = collections.Counter()
+        self.fatal_by_class = collections.Counter()
+        self.first_fatal = {}
 
     def add(self, table, pk, problem, action):
         self.total += 1
         self.by_class[problem.cls] += 1
         self.by_action[action] += 1
+        item = None
         if len(self.items) < self.limit:
-            self.items.append({
-                'table': table, 'pk': pk, 'column': problem.column, 'value_excerpt': excerpt(problem.value),
-                'rule': problem.rule, 'class': problem.cls, 'action': action,
-            })
+            item = self._item(table, pk, problem, action)
+            self.items.append(item)
+        if action == 'fail':
+            self.fatal_by_class[problem.cls] += 1
+            if problem.cls not in self.first_fatal:
+                self.first_fatal[problem.cls] = item or self._item(table, pk, problem, action)
+
+    @staticmethod
+    def _item(table, pk, problem, action):
+        return {'table': table, 'pk': pk, 'column': problem.column, 'value_excerpt': excerpt(problem.value),
+                'rule': problem.rule, 'class': problem.cls, 'action': action}
+
+    def headline(self, keys=None):
+        """The problems under the fail policy by class, most frequent first, each with its first example.
+
+        ``keys`` maps a table to the name of its key shown in the examples (default ``pk``).
+        """
+        parts = []
+        for cls, count in sorted(self.fatal_by_class.items(), key=lambda pair: (-pair[1], PROBLEM_CLASSES.index(pair[0]))):
+            item = self.first_fatal[cls]
+            example = '%s (%s=%s) %s: %s [%s]' % (item['table'], (keys or {}).get(item['table'], 'pk'), item['pk'],
+                                                  item['column'], item['rule'], item['class'])
+            parts.append('%s %d (first: %s)' % (cls, count, example))
+        return '; '.join(parts)
 
     @property
     def fatal(self):
@@ -595,6 +635,7 @@ class TableChecker(object):
         self.batch_converters = [batch_converter(col, base, none_text) for col, (base, none_text, _full)
                                  in zip(spec.columns, converters)]
         self.pk_index = [spec.index_of(name) for name in spec.pk]
+        self.fill_index = dict((i, spec.index_of(col.fill_from)) for i, col in enumerate(spec.columns) if col.fill_from)
         self.source_columns = [col.name for col in spec.columns]
         self.registrations = []  # (column indexes, the registry's key sets, (table, columns))
         for cols in referenced:
@@ -626,19 +667,25 @@ class TableChecker(object):
 
     def _slow_convert(self, row):
         """Convert column by column, collecting every problem (the path taken for bad rows)."""
-        values, found = [], []
-        for conv, value, col in zip(self.converters, row, self.spec.columns):
+        values, found, filled = [], [], []
+        for i, (conv, value, col) in enumerate(zip(self.converters, row, self.spec.columns)):
             try:
                 values.append(conv(value))
             except Fixed as fixed:
                 values.append(fixed.text)
                 found.append((fixed.problem, 'fix'))
+                if col.fill_from is not None and value is None:
+                    filled.append(i)
             except Problem as problem:
                 problem.column = problem.column or col.name
                 values.append(NULL)
                 policy = self.policies[problem.cls]
                 # A problem that escapes its converter under ``fix`` had no applicable rule.
                 found.append((problem, 'fail' if policy == 'fix' else policy))
+        for i in filled:  # a NULL filled from another column of the row, where that one holds a clean value
+            j = self.fill_index[i]
+            if row[j] is not None and not any(problem.column == self.spec.columns[j].name for problem, _a in found):
+                values[i] = values[j]
         return values, found
 
     def _check_fks(self, values, found, relied=None):

@@ -44,7 +44,7 @@ except ImportError:
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import sqlite_source
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import row_checksum
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app import (
-    app_specs, check_source_columns,
+    APP_DEFAULT_POLICIES, app_specs, check_source_columns,
 )
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
     KeyRegistry, MigrationError, ProblemLog, RejectLog, TableChecker, TableSpec, key_function, qualified, quote_ident,
@@ -382,7 +382,7 @@ def run(params, check_mode=False, diff=False, connect_fn=None):
     MigrationError with a message for the operator, the transaction rolled back.
     """
     params = _params(params)
-    policies = resolve_policies(params.get('policies'))
+    policies = resolve_policies(params.get('policies'), APP_DEFAULT_POLICIES if params['mode'] == 'app' else None)
     check_output_paths(params)
     try:
         return _run(params, policies, check_mode, diff, connect_fn)
@@ -545,8 +545,8 @@ class _Migration(object):
     def _fail_on_problems(self, source_pass, msg):
         if source_pass.problems.fatal:
             keys = dict((spec.name, '/'.join(spec.pk) or spec.row_id or 'row') for spec in self.plan.specs)
-            raise MigrationError('%s: %d problem(s) under the fail policy, nothing was written (first: %s)' % (
-                msg, source_pass.problems.fatal, _first_fatal(source_pass.problems, keys)),
+            raise MigrationError('%s: %d problem(s) under the fail policy, nothing was written. By class: %s' % (
+                msg, source_pass.problems.fatal, source_pass.problems.headline(keys)),
                 problems=source_pass.problems.items, problem_summary=source_pass.problems.summary(),
                 tables=_table_counts(source_pass), plan=_failed_plan(source_pass))
 
@@ -867,11 +867,3 @@ def _failed_plan(source_pass):
         plan[name] = {'action': 'none (problems under the fail policy)', 'rows_to_load': counts['kept_rows'],
                       'rows_to_skip': counts['skipped_rows'], 'rows_fixed': counts['fixed_rows'], 'rows_failed': counts['failed_rows']}
     return plan
-
-
-def _first_fatal(problems, keys):
-    for item in problems.items:
-        if item['action'] == 'fail':
-            return '%s (%s=%s) %s: %s [%s]' % (item['table'], keys.get(item['table'], 'pk'), item['pk'], item['column'],
-                                               item['rule'], item['class'])
-    return 'see problems'

@@ -101,7 +101,10 @@ options:
   policies:
     description:
       - Policy per problem class, as a dict of class name to V(fail), V(skip_row) or V(fix). Classes not listed
-        use V(fail).
+        use V(fail), except C(not_null) in O(mode=app), which uses V(fix). A NULL in a NOT NULL column is then filled by
+        its documented rule (the SQLite default, the row's other timestamp, empty text for C(skills.content)) and
+        reported. Empty or whitespace-only text in a required column (names, prompts, commands) is a C(not_null)
+        problem without a fix rule.
       - Classes are C(json), C(boolean), C(enum), C(not_null), C(unique), C(orphan), C(timestamp), C(utf8),
         C(nul), C(type) and C(length).
       - V(fail) stops the run before anything is committed; the target is left unchanged.

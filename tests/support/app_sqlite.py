@@ -15,8 +15,10 @@ Shared by the unit tests, the molecule ``migration`` scenario and ``benchmarks/m
 The data has unicode everywhere (accents, CJK, RTL, combining marks, emoji with ZWJ), tabs,
 newlines and backslashes in text, prompts larger than 100 kB, NULLs, every timestamp form
 ('YYYY-MM-DD HH:MM:SS' UTC, ISO-8601 with a zone, JavaScript's toISOString(), epoch seconds
-as integer and real, epoch milliseconds) and booleans as 0, 1 and NULL.  ``bad`` injects one
-row of one class of bad input (see :data:`BAD_CLASSES`).  Pure standard library; a million
+as integer and real, epoch milliseconds) and booleans as 0 and 1.  ``bad`` injects one
+row of one class of bad input (see :data:`BAD_CLASSES`).  ``null_fills`` writes NULL, somewhere,
+into every column that SQLite lets be NULL but the target declares NOT NULL (see :data:`NULL_FILLS`):
+rows inserted with an explicit NULL, which the module fills under its not_null fix rules.  Pure standard library; a million
 tasks take a few seconds (executemany in large batches, journal and sync off while writing).
 """
 
@@ -101,7 +103,7 @@ BAD_CLASSES = {
     'boolean': ('boolean', 'agents', 'enabled'),
     'enum': ('enum', 'agents', 'model'),
     'range': ('enum', 'skills', 'experience_score'),
-    'not_null': ('not_null', 'skills', 'content'),
+    'not_null': ('not_null', 'agents', 'system_prompt'),
     'unique': ('unique', 'agents_skills_links', 'agent_id,skill_id'),
     'orphan': ('orphan', 'agents_skills_links', 'skill_id'),
     'timestamp': ('timestamp', 'tasks', 'created_at'),
@@ -110,6 +112,15 @@ BAD_CLASSES = {
     'type': ('type', 'tasks', 'duration_ms'),
     'length': ('length', 'agents', 'name'),
 }
+
+# Columns that SQLite lets be NULL and the target declares NOT NULL; ``null_fills`` puts NULLs in each.
+NULL_FILLS = {
+    'agents': ('model', 'enabled'),
+    'skills': ('content', 'experience_score'),
+    'mcp_servers': ('transport', 'disabled'),
+    'tasks': ('status',),
+}
+TIMESTAMPED = ('agents', 'skills', 'mcp_servers', 'tasks')
 
 WORDS = ('agent', 'Ünïcødé', '数据', 'مرحبا', 'café', 'e\u0301', '👩\u200d💻', 'naïve', 'Ωμέγα', 'ß', 'résumé', '🚀',
          'Größe', 'tab\there', 'back\\slash', '"quoted"', "it's", 'line\nbreak', 'crlf\r\nend', '✓', 'κόσμε', '日本語')
@@ -160,7 +171,7 @@ def _agents(rng, count, large_prompt_kb):
         prompt = _prompt(rng, large_prompt_kb) if i <= 2 and large_prompt_kb else _text(rng, 'Prompt %d:' % i, 30)
         tools = None if i % 7 == 0 else _json_list(rng)
         disallowed = '[]' if i % 3 else (None if i % 2 else _json_list(rng, 1, 2))
-        enabled = (1, 0, None, 1)[i % 4]
+        enabled = (1, 0, 1, 1)[i % 4]
         created = _timestamp(rng, i % 6)
         yield (i, 'agent-%d %s' % (i, rng.choice(WORDS)), None if i % 5 == 0 else _text(rng, 'Agent', 6), prompt, tools,
                disallowed, MODELS[i % len(MODELS)], enabled, created, _timestamp(rng, (i + 1) % 6))
@@ -182,7 +193,7 @@ def _servers(rng, count):
             env = '{"DUP": "first", "a": 1.50, "big": 1e3, "DUP": "last"}'
         args = None if i % 6 == 0 else json.dumps(['--port', str(8000 + i), '--name=ünï'])
         yield (i, 'server-%d %s' % (i, rng.choice(WORDS)), '/usr/local/bin/mcp-%d --flag "a b"' % i, args, env,
-               TRANSPORTS[i % 3], (0, 1, None)[i % 3], _timestamp(rng, i % 6), _timestamp(rng, (i + 3) % 6))
+               TRANSPORTS[i % 3], (0, 1, 0)[i % 3], _timestamp(rng, i % 6), _timestamp(rng, (i + 3) % 6))
 
 
 def _tasks(rng, count, agents):
@@ -236,8 +247,8 @@ def _inject(conn, bad, counts):
         conn.execute("UPDATE agents SET model = 'gpt-4o' WHERE id = ?", (pk,))
     elif bad == 'range':
         conn.execute('UPDATE skills SET experience_score = 150.5 WHERE id = ?', (pk,))
-    elif bad == 'not_null':
-        conn.execute('UPDATE skills SET content = NULL WHERE id = ?', (pk,))
+    elif bad == 'not_null':  # empty required text: no fix rule can invent a prompt
+        conn.execute("UPDATE agents SET system_prompt = '' WHERE id = ?", (pk,))
     elif bad == 'unique':
         conn.execute('INSERT INTO agents_skills_links (agent_id, skill_id) SELECT agent_id, skill_id FROM agents_skills_links '
                      'WHERE id = 1')
@@ -259,12 +270,23 @@ def _inject(conn, bad, counts):
     return {'name': bad, 'class': cls, 'table': table, 'column': column, 'pk': pk}
 
 
-def generate(path, agents=50, skills=50, mcp_servers=20, tasks=1000, links=True, large_prompt_kb=120, bad=None, seed=1):
+def _null_fills(conn):
+    """NULL in every column of :data:`NULL_FILLS` (every third row), and in the timestamps: one, the other or both."""
+    for table, columns in NULL_FILLS.items():
+        for column in columns:
+            conn.execute('UPDATE %s SET %s = NULL WHERE id %% 3 = 0' % (table, column))
+    for table in TIMESTAMPED:
+        conn.execute('UPDATE %s SET created_at = NULL WHERE id %% 4 IN (1, 3)' % table)
+        conn.execute('UPDATE %s SET updated_at = NULL WHERE id %% 4 IN (2, 3)' % table)
+
+
+def generate(path, agents=50, skills=50, mcp_servers=20, tasks=1000, links=True, large_prompt_kb=120, bad=None, seed=1,
+             null_fills=False):
     """Write the app SQLite file at ``path`` (replaced if present); return counts and the bad row."""
     if bad is not None and bad not in BAD_CLASSES:
         raise ValueError('bad must be one of %s' % ', '.join(sorted(BAD_CLASSES)))
     needs = {'json': agents, 'boolean': agents, 'enum': agents, 'utf8': agents, 'length': agents, 'range': skills,
-             'not_null': skills, 'timestamp': tasks, 'nul': tasks, 'type': tasks, 'unique': agents and skills and links,
+             'not_null': agents, 'timestamp': tasks, 'nul': tasks, 'type': tasks, 'unique': agents and skills and links,
              'orphan': agents}
     if bad is not None and not needs[bad]:
         raise ValueError('bad=%s needs rows in %s' % (bad, BAD_CLASSES[bad][1]))
@@ -289,6 +311,8 @@ def generate(path, agents=50, skills=50, mcp_servers=20, tasks=1000, links=True,
             _insert(conn, 'agents_mcp_servers_links', ('id', 'agent_id', 'mcp_server_id'), _links(rng, agents, mcp_servers, (0, 2)))
         _insert(conn, 'tasks', ('id', 'name', 'description', 'status', 'agent_id', 'error_message', 'duration_ms', 'input_tokens',
                                 'output_tokens', 'total_cost', 'created_at', 'updated_at'), _tasks(rng, tasks, agents))
+        if null_fills:
+            _null_fills(conn)
         conn.execute('COMMIT')
         counts = dict((table, conn.execute('SELECT count(*) FROM %s' % table).fetchone()[0]) for table in TABLES)
         info = {'path': path, 'tables': counts, 'bad': None}
@@ -311,9 +335,11 @@ def main(argv=None):
     parser.add_argument('--large-prompt-kb', type=int, default=120)
     parser.add_argument('--bad', choices=sorted(BAD_CLASSES))
     parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--null-fills', action='store_true', help='NULLs in the columns the target declares NOT NULL')
     args = parser.parse_args(argv)
     info = generate(args.out, agents=args.agents, skills=args.skills, mcp_servers=args.mcp_servers, tasks=args.tasks,
-                    links=not args.no_links, large_prompt_kb=args.large_prompt_kb, bad=args.bad, seed=args.seed)
+                    links=not args.no_links, large_prompt_kb=args.large_prompt_kb, bad=args.bad, seed=args.seed,
+                    null_fills=args.null_fills)
     json.dump(info, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write('\n')
     return 0

@@ -43,6 +43,7 @@ COLUMNS = [
     column('f8', 'float8'), column('b', 'boolean', not_null=True, default='t', null_default='t'),
     column('ts', 'timestamptz', not_null=True), column('j', 'jsonb', shape='array', default='[]'),
     column('n', 'numeric', not_null=True, default='0.00', scale=2, bounds=(0, 100)),
+    column('t_req', 'text', not_null=True, required=True),
 ]
 
 
@@ -84,6 +85,7 @@ def test_batch_converter_equals_per_value_converter(col, data):
     (COLUMNS[4], [b'ok', b'n\x00ul', b'\xff'], ['ok', None, None]),
     (COLUMNS[6], [b'12345', b'123456'], ['12345', None]),
     (COLUMNS[7], [b'running', b'sleeping', None], ['running', None, None]),
+    (COLUMNS[13], [b'0', b'', b' \t', b'\xe3\x80\x80', b' x '], ['0', None, None, None, ' x ']),
     (COLUMNS[0], [], []),
     (COLUMNS[4], [None, None], [NULL, NULL]),
 ])

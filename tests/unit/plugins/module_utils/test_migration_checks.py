@@ -20,7 +20,7 @@ import pytest
 
 import app_sqlite
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load, sqlite_source
-from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app import app_specs, check_source_columns
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app import APP_DEFAULT_POLICIES, app_specs, check_source_columns
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_canonical import NULL
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import (
     FIXABLE, PROBLEM_CLASSES, MigrationError, resolve_policies,
@@ -33,7 +33,7 @@ def check_pass(path, policies=None, model_map=None):
     try:
         plan = migration_load.build_plan(src, dict(migration_load.DEFAULTS, src=str(path), model_map=model_map))
         rejects = io.StringIO()
-        source_pass = migration_load.SourcePass(src, plan, resolve_policies(policies), 1000, rejects)
+        source_pass = migration_load.SourcePass(src, plan, resolve_policies(policies, APP_DEFAULT_POLICIES), 1000, rejects)
         lines = dict((spec.name, list(source_pass.lines(spec))) for spec in plan.specs)
     finally:
         sqlite_source.close_snapshot(src)
@@ -129,11 +129,15 @@ def test_booleans_null_loads_as_default(tmp_path):
     path, _info = make_app(tmp_path)
     update(path, 'UPDATE agents SET enabled = NULL WHERE id = 1')
     update(path, 'UPDATE mcp_servers SET disabled = NULL WHERE id = 1')
-    _source_pass, lines = check_pass(path)
+    source_pass, lines = check_pass(path)
     agent = lines['agents'][0].split('\t')
     server = lines['mcp_servers'][0].split('\t')
     assert agent[7] == 't'
     assert server[5] == 'f'
+    # Filled, and reported as filled (they were filled silently before).
+    assert [(p['table'], p['column'], p['class'], p['action']) for p in source_pass.problems.items] == [
+        ('agents', 'enabled', 'not_null', 'fix'), ('mcp_servers', 'disabled', 'not_null', 'fix')]
+    assert source_pass.problems.items[0]['rule'].endswith('filled with true')
 
 
 def test_nullable_columns_stay_null(tmp_path):
@@ -297,16 +301,18 @@ def test_fix_boolean_words(tmp_path):
     assert source_pass.problems.fatal == 1
 
 
-def test_fix_not_null_uses_the_column_default_only(tmp_path):
+def test_fix_not_null_fills_by_the_documented_rules_only(tmp_path):
     path, _info = make_app(tmp_path)
     update(path, 'UPDATE agents SET model = NULL WHERE id = 1')
     update(path, 'UPDATE skills SET experience_score = NULL WHERE id = 1')
     update(path, 'UPDATE skills SET content = NULL WHERE id = 2')
+    update(path, "UPDATE mcp_servers SET name = '' WHERE id = 2")
     source_pass, lines = check_pass(path, {'not_null': 'fix'})
     assert lines['agents'][0].split('\t')[6] == 'sonnet'
     assert lines['skills'][0].split('\t')[5] == '0.00'
-    assert source_pass.problems.fatal == 1
-    assert source_pass.problems.items[-1]['column'] == 'content'
+    assert lines['skills'][1].split('\t')[3] == ''
+    assert source_pass.problems.fatal == 1  # no rule invents a name
+    assert source_pass.problems.items[-1]['column'] == 'name'
 
 
 def test_fix_utf8_and_nul(tmp_path):

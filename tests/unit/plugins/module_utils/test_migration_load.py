@@ -11,6 +11,8 @@ tests/support/app_sqlite.py.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import collections
+import functools
 import json
 import os
 import signal
@@ -26,6 +28,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 import app_sqlite
 from conftest import REPO
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import migration_load
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_app import NULL_TIMESTAMP_FILL, app_specs
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
 
 TABLES = app_sqlite.TABLES
@@ -106,6 +109,100 @@ def test_timestamps_arrive_in_utc_with_milliseconds(postgresql_server, app_db, t
                                            'FROM tasks ORDER BY id')
     assert [row[0] for row in rows] == ['2024-01-02 03:04:05.000', '2024-01-02 03:04:05.123', '2024-01-02 03:04:05.123',
                                         '2024-01-02 03:04:05.000', '2024-01-02 03:04:05.500', '2024-01-02 03:04:05.123']
+
+
+# ---------------------------------------------------------------------------
+# NULL where the target says NOT NULL, and empty required text
+# ---------------------------------------------------------------------------
+
+def nullable_not_null_columns(src):
+    """{(table, column): NULLs in the source} for each NOT NULL target column that the source lets be NULL."""
+    conn = sqlite3.connect(src)
+    found = {}
+    try:
+        for spec in app_specs():
+            declared = dict((row[1], (row[3], row[5])) for row in conn.execute('PRAGMA table_info(%s)' % spec.source))
+            for col in spec.columns:
+                notnull, pk = declared[col.name]
+                if col.not_null and not notnull and not pk:
+                    found[(spec.name, col.name)] = conn.execute(
+                        'SELECT count(*) FROM %s WHERE %s IS NULL' % (spec.source, col.name)).fetchone()[0]
+    finally:
+        conn.close()
+    return found
+
+
+def test_nulls_in_not_null_columns_are_filled_reported_and_rerun_unchanged(postgresql_server, app_db, tmp_path):
+    src, info = generate(tmp_path, null_fills=True, large_prompt_kb=0)
+    nulls = nullable_not_null_columns(src)
+    assert len(nulls) == 15 and all(nulls.values()), nulls  # every such column holds NULLs somewhere
+    result = migrate(postgresql_server, app_db, src, max_problems=100000)
+    assert result['validation']['counts_match'] and result['validation']['checksums_match']
+    assert dict((t, result['tables'][t]['loaded_rows']) for t in TABLES) == info['tables']  # the whole file loads
+    # Every filled cell is reported as fixed, and nothing else.
+    assert set((p['class'], p['action']) for p in result['problems']) == {('not_null', 'fix')}
+    assert dict(collections.Counter((p['table'], p['column']) for p in result['problems'])) == nulls
+    rules = dict(((p['table'], p['column'], p['pk']), p['rule']) for p in result['problems'])
+    assert rules[('agents', 'model', '3')].endswith("filled with 'sonnet'")
+    assert rules[('tasks', 'created_at', '1')].endswith('filled with updated_at, or %s when that is NULL too' % NULL_TIMESTAMP_FILL)
+    query = functools.partial(postgresql_server.query, app_db)
+    # The constant defaults, '' for content, true and false for the booleans.
+    assert query('SELECT DISTINCT model, enabled FROM agents WHERE id % 3 = 0') == [('sonnet', True)]
+    assert query('SELECT DISTINCT content, experience_score FROM skills WHERE id % 3 = 0') == [('', 0)]
+    assert query('SELECT DISTINCT transport, disabled FROM mcp_servers WHERE id % 3 = 0') == [('stdio', False)]
+    assert query('SELECT DISTINCT status FROM tasks WHERE id % 3 = 0') == [('pending',)]
+    for table in ('agents', 'skills', 'mcp_servers', 'tasks'):
+        # One timestamp NULL: the row's other one. Both NULL: the documented fixed instant.
+        assert query('SELECT count(*) FROM %s WHERE id %% 4 IN (1, 2) AND created_at IS DISTINCT FROM updated_at' % table) == [(0,)]
+        assert query('SELECT DISTINCT created_at = %%s AND updated_at = %%s FROM %s WHERE mod(id, 4) = 3' % table,
+                     (NULL_TIMESTAMP_FILL, NULL_TIMESTAMP_FILL)) == [(True,)]
+        assert query('SELECT count(*) FROM %s WHERE mod(id, 4) = 0 AND created_at = %%s' % table, (NULL_TIMESTAMP_FILL,)) == [(0,)]
+    rerun = migrate(postgresql_server, app_db, src)
+    assert rerun['changed'] is False and rerun['action'] == 'none'
+    assert rerun['problem_summary']['by_action'] == {'fix': sum(nulls.values())}
+
+
+def test_the_fills_can_be_refused(postgresql_server, app_db, tmp_path):
+    src, _info = generate(tmp_path, null_fills=True, large_prompt_kb=0)
+    with pytest.raises(MigrationError, match=r'not_null'):
+        migrate(postgresql_server, app_db, src, policies={'not_null': 'fail'})
+    assert_empty(postgresql_server, app_db)
+
+
+REQUIRED_TEXT = [('agents', 'name'), ('agents', 'system_prompt'), ('skills', 'name'), ('mcp_servers', 'name'),
+                 ('mcp_servers', 'command'), ('tasks', 'name')]
+
+
+@pytest.mark.parametrize('blank', ['', ' \t\n', '\u3000'], ids=['empty', 'whitespace', 'ideographic-space'])
+def test_empty_required_text_is_a_not_null_problem(postgresql_server, app_db, tmp_path, blank):
+    src, _info = generate(tmp_path, large_prompt_kb=0)
+    conn = sqlite3.connect(src)
+    for table, name in REQUIRED_TEXT:
+        conn.execute('UPDATE %s SET %s = ? WHERE id = 2' % (table, name), (blank,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(MigrationError) as raised:  # the default policy of not_null (fix) has no rule for them
+        migrate(postgresql_server, app_db, src)
+    problems = raised.value.details['problems']
+    assert sorted((p['table'], p['column']) for p in problems) == sorted(REQUIRED_TEXT)
+    assert set((p['class'], p['action'], p['pk']) for p in problems) == {('not_null', 'fail', '2')}
+    assert all('but the column is required (no fix rule applies)' in p['rule'] for p in problems)
+    assert_empty(postgresql_server, app_db)
+    result = migrate(postgresql_server, app_db, src, policies={'not_null': 'skip_row'})
+    assert [result['tables'][t]['skipped_rows'] for t in ('agents', 'skills', 'mcp_servers', 'tasks')] == [1, 1, 1, 1]
+    assert postgresql_server.query(app_db, 'SELECT count(*) FROM agents WHERE id = 2') == [(0,)]
+
+
+def test_the_one_character_text_0_stays_valid(postgresql_server, app_db, tmp_path):
+    src, _info = generate(tmp_path, large_prompt_kb=0)
+    conn = sqlite3.connect(src)
+    for table, name in REQUIRED_TEXT:
+        conn.execute('UPDATE %s SET %s = ? WHERE id = 2' % (table, name), ('0',))
+    conn.commit()
+    conn.close()
+    result = migrate(postgresql_server, app_db, src)
+    assert result['problems'] == []
+    assert postgresql_server.query(app_db, 'SELECT name, system_prompt FROM agents WHERE id = 2') == [('0', '0')]
 
 
 # ---------------------------------------------------------------------------
@@ -195,6 +292,27 @@ def test_check_mode_returns_every_problem(postgresql_server, app_db, tmp_path):
         migrate(postgresql_server, app_db, src, check_mode=True)
     assert info.value.details['problem_summary']['by_class'] == {'json': 1, 'enum': 2}
     assert_empty(postgresql_server, app_db)
+
+
+def test_the_headline_counts_each_class_with_its_first_example(postgresql_server, app_db, tmp_path):
+    src, _info = generate(tmp_path, large_prompt_kb=0)
+    conn = sqlite3.connect(src)
+    conn.execute("UPDATE tasks SET status = 'done' WHERE id IN (5, 6, 7)")
+    conn.execute("UPDATE agents SET tools = '[' WHERE id IN (4, 9)")
+    conn.execute('UPDATE mcp_servers SET command = ? WHERE id = 3', ('x' * 501,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(MigrationError) as raised:
+        migrate(postgresql_server, app_db, src, max_problems=1)
+    msg = raised.value.msg
+    assert '6 problem(s) under the fail policy, nothing was written' in msg
+    # Most frequent class first, each with its first example, even past max_problems (only one problem is listed).
+    at = [msg.index('enum 3 (first: tasks (id=5) status: status not in (pending, running, completed, failed, cancelled) [enum])'),
+          msg.index('json 2 (first: agents (id=4) tools: '),
+          msg.index('length 1 (first: mcp_servers (id=3) command: longer than 500 characters (501) [length])')]
+    assert at == sorted(at)
+    assert [p['pk'] for p in raised.value.details['problems']] == ['4']
+    assert raised.value.details['problem_summary']['by_class'] == {'enum': 3, 'json': 2, 'length': 1}
 
 
 def test_diff_mode_shows_counts_before_and_after(postgresql_server, app_db, tmp_path):
@@ -449,15 +567,19 @@ TIMESTAMP = st.one_of(
         lambda d: d.isoformat(timespec='milliseconds') + 'Z'),
     st.integers(0, 99999999999), st.integers(100000000000, 4102444800000),
 )
+# Required text (names, prompts) is not empty and not only whitespace.
+REQUIRED = st.text(st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00'), min_size=1, max_size=60).filter(
+    lambda text: not text.isspace())
 TOOLS = st.lists(TEXT, max_size=5).map(json.dumps)
 AGENT = st.fixed_dictionaries({
-    'name': st.text(st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00'), min_size=1, max_size=100),
-    'description': st.none() | TEXT, 'system_prompt': TEXT, 'tools': st.none() | TOOLS, 'disallowed_tools': st.none() | TOOLS,
+    'name': st.text(st.characters(blacklist_categories=('Cs',), blacklist_characters='\x00'), min_size=1, max_size=100).filter(
+        lambda text: not text.isspace()),
+    'description': st.none() | TEXT, 'system_prompt': REQUIRED, 'tools': st.none() | TOOLS, 'disallowed_tools': st.none() | TOOLS,
     'model': st.sampled_from(app_sqlite.MODELS), 'enabled': st.sampled_from([0, 1, None]),
     'created_at': TIMESTAMP, 'updated_at': TIMESTAMP,
 })
 TASK = st.fixed_dictionaries({
-    'name': TEXT, 'description': st.none() | TEXT, 'status': st.sampled_from(app_sqlite.STATUSES),
+    'name': REQUIRED, 'description': st.none() | TEXT, 'status': st.sampled_from(app_sqlite.STATUSES),
     'error_message': st.none() | TEXT, 'duration_ms': st.none() | st.integers(-2 ** 63, 2 ** 63 - 1),
     'input_tokens': st.none() | st.integers(0, 10 ** 12), 'output_tokens': st.none() | st.integers(0, 10 ** 12),
     'total_cost': st.none() | st.floats(allow_nan=False), 'created_at': TIMESTAMP, 'updated_at': TIMESTAMP,
