@@ -68,6 +68,10 @@ def remote_psql(client, conninfo, sql="SELECT 1", password=None):
     return client.run("{}psql -XAtq {} -c {}".format(env, shlex.quote(conninfo), shlex.quote(sql)))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "controls(*ids): the security baseline controls a test proves (docs/security.md)")
+
+
 @pytest.fixture(scope="module")
 def tuning():
     return load_tuning()

@@ -60,10 +60,15 @@ def test_data_checksums_and_scram(host):
     assert psql(host, "SELECT rolpassword FROM pg_authid WHERE rolname = 'app_test'").startswith("SCRAM-SHA-256$")
 
 
-def test_pg_stat_statements_is_preloaded(host):
+def test_pg_stat_statements_is_preloaded_and_records_statements(host):
     assert "pg_stat_statements" in psql(host, "SHOW shared_preload_libraries")
     psql(host, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements", db="app_test")
-    assert int(psql(host, "SELECT count(*) >= 0 FROM pg_stat_statements", db="app_test") == "t")
+    psql(host, "SELECT pg_stat_statements_reset()", db="app_test")
+    for _attempt in range(3):
+        psql(host, "SELECT 42 AS statements_probe", db="app_test")
+    calls = psql(host, "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query LIKE '%AS statements_probe' "
+                       "AND dbid = (SELECT oid FROM pg_database WHERE datname = 'app_test')", db="app_test")
+    assert calls == "3", "pg_stat_statements recorded {} calls of the probe, not 3".format(calls)
 
 
 def test_verify_full_with_the_published_ca_from_this_host(host, rv):
@@ -145,7 +150,7 @@ def test_pg_hba_parses_and_has_no_weak_rules(host):
 def test_configuration_files_belong_to_postgres(host, rv):
     conf_dir = "/etc/postgresql/{}/{}".format(rv["postgresql_version"], rv["postgresql_cluster_name"])
     expectations = {
-        conf_dir: 0o750,
+        conf_dir: 0o700,
         conf_dir + "/postgresql.conf": 0o640,
         conf_dir + "/pg_hba.conf": 0o600,
         conf_dir + "/tls/server.key": 0o600,
