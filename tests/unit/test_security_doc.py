@@ -93,8 +93,8 @@ def test_every_control_in_the_doc_has_a_test_that_declares_it(control):
         assert function in declared, "{}: {} has no {}".format(control, path.name, function)
         # The baseline's own modules declare what each test proves; another scenario's test (the PGDG source) is named.
         if path.parent == TESTS:
-            assert control in declared[function], "{}: {}::{} does not declare @controls({!r})".format(
-                control, path.name, function, control)
+            assert control in declared[function], "{0}: {1}::{2} does not declare @controls({0!r})".format(
+                control, path.name, function)
 
 
 def test_every_declared_control_is_in_the_doc():
