@@ -60,8 +60,9 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_stre
 REBUILD_MIN_ROWS = 50000
 # Session settings (SET LOCAL) that fix the canonical form (see migration_canonical), mark the bulk
 # load for the audit trigger, and lift the server's statement and idle-in-transaction timeouts (the
-# server role sets 30 s / 60 s for the app; one COPY of a large table takes longer).  lock_timeout
-# stays as configured, so a table lock the app holds makes the run fail instead of waiting forever.
+# server role sets 30 s / 60 s for the app; one COPY of a large table takes longer).  lock_timeout is
+# the module's option of that name (see _session), so a table lock the app holds makes the run fail
+# fast instead of queueing behind the app (and making the app's next statements queue behind it).
 SESSION_SETTINGS = (
     ('TimeZone', 'UTC'), ('DateStyle', 'ISO, YMD'), ('IntervalStyle', 'postgres'),
     ('extra_float_digits', '1'), ('bytea_output', 'hex'), ('agent_ui.bulk_load', 'on'),
@@ -74,13 +75,42 @@ COMPATIBLE_TYPES = {
     'timestamptz': ('timestamp with time zone',), 'date': ('date',), 'jsonb': ('jsonb',),
     'numeric': ('numeric',), 'float8': ('double precision',), 'bytea': ('bytea',),
 }
-DEFAULTS = {
-    'mode': 'app', 'db': 'claude_agent_ui', 'target_schema': 'public', 'login_host': None, 'login_port': 5432,
-    'login_user': 'postgres', 'login_password': None, 'login_unix_socket': None, 'ssl_mode': 'prefer',
-    'ca_cert': None, 'policies': None, 'model_map': None, 'reject_file': None, 'backup': None, 'report': None,
-    'on_conflict': 'fail', 'casts': None, 'analyze': True, 'max_problems': 1000, 'connect_timeout': 30,
-    'rebuild_after_load': True, 'backup_only': False,
-}
+# SQLSTATE lock_not_available: lock_timeout expired (or NOWAIT).
+LOCK_NOT_AVAILABLE = '55P03'
+
+
+def argument_spec():
+    """The sqlite_to_postgresql module's argument spec: the one place its options and their defaults are written."""
+    return dict(
+        src=dict(type='path', required=True),
+        mode=dict(type='str', default='app', choices=['app', 'generic']),
+        db=dict(type='str', default='claude_agent_ui', aliases=['login_db']),
+        target_schema=dict(type='str', default='public'),
+        login_host=dict(type='str'),
+        login_port=dict(type='int', default=5432),
+        login_user=dict(type='str', default='postgres'),
+        login_password=dict(type='str', no_log=True),
+        login_unix_socket=dict(type='str'),
+        ssl_mode=dict(type='str', default='prefer', choices=['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']),
+        ca_cert=dict(type='path'),
+        connect_timeout=dict(type='int', default=30),
+        lock_timeout=dict(type='str', default='5s'),
+        policies=dict(type='dict', default={}),
+        model_map=dict(type='dict', default={}),
+        reject_file=dict(type='path'),
+        backup=dict(type='path'),
+        report=dict(type='path'),
+        on_conflict=dict(type='str', default='fail', choices=['fail', 'replace']),
+        casts=dict(type='dict', default={}),
+        analyze=dict(type='bool', default=True),
+        max_problems=dict(type='int', default=1000),
+        rebuild_after_load=dict(type='bool', default=True),
+        backup_only=dict(type='bool', default=False),
+    )
+
+
+# What run() uses for an option it is not given: the argument spec's defaults.
+DEFAULTS = dict((name, option.get('default')) for name, option in argument_spec().items())
 
 
 # ---------------------------------------------------------------------------
@@ -115,10 +145,15 @@ def connect(params):
     return conn
 
 
-def _session(cur, schema):
+def _session(cur, schema, lock_timeout):
     for name, value in SESSION_SETTINGS:
         cur.execute('SELECT set_config(%s, %s, true)', (name, value))
     cur.execute('SELECT set_config(%s, %s, true)', ('search_path', '%s, pg_catalog' % quote_ident(schema)))
+    try:
+        cur.execute('SELECT set_config(%s, %s, true)', ('lock_timeout', str(lock_timeout)))
+    except psycopg2.DataError as exc:
+        raise MigrationError('lock_timeout %r is not a duration PostgreSQL accepts (e.g. 5s, 500ms, 1min; 0 waits forever): %s'
+                             % (lock_timeout, str(exc).strip()))
 
 
 def _preflight(cur, schema):
@@ -413,8 +448,9 @@ def _run(params, policies, check_mode, diff, connect_fn):
             return {'changed': changed, 'backup': backup, 'action': 'backup_only'}
         plan = build_plan(src, params)
         conn = (connect_fn or connect)(params)
+        migration = _Migration(conn, src, plan, params, policies, check_mode, artifacts)
         try:
-            result = _Migration(conn, src, plan, params, policies, check_mode, artifacts).run()
+            result = migration.run()
         except MigrationError as exc:
             conn.rollback()
             artifacts.discard_rejects()
@@ -428,6 +464,13 @@ def _run(params, policies, check_mode, diff, connect_fn):
         except Exception as exc:
             conn.rollback()
             artifacts.discard_rejects()
+            if HAS_PSYCOPG2 and isinstance(exc, psycopg2.Error) and getattr(exc, 'pgcode', None) == LOCK_NOT_AVAILABLE:
+                raise MigrationError(
+                    'gave up after lock_timeout=%s waiting for a lock on %s: another session holds a conflicting lock (the app in '
+                    'a long transaction, a backup, a VACUUM FULL; pg_locks and pg_stat_activity show which). Rolled back, nothing '
+                    'was written; run again when it is done, or raise lock_timeout. PostgreSQL said: %s' % (
+                        params['lock_timeout'], migration.locking or 'a target table', str(exc).strip()),
+                    mapping_warnings=plan.warnings, waited_for=migration.locking)
             if HAS_PSYCOPG2 and isinstance(exc, psycopg2.Error):
                 raise MigrationError('PostgreSQL refused a step, rolled back, nothing was written: %s' % str(exc).strip(),
                                      mapping_warnings=plan.warnings)
@@ -538,6 +581,13 @@ class _Migration(object):
         self.existing = set()
         self.deferrable_tables = None
         self.rebuilt = {}
+        self.locking = None  # what the statement that may wait for a table lock locks (named if lock_timeout ends it)
+
+    def _lock(self, what, sql, args=None):
+        """Execute ``sql``, a statement that takes a table lock, on ``what`` (named if lock_timeout ends it)."""
+        self.locking = what
+        self.cur.execute(sql, args)
+        self.locking = None
 
     def _pass(self):
         return SourcePass(self.src, self.plan, self.policies, self.params['max_problems'], self.artifacts.reject_stream())
@@ -576,9 +626,10 @@ class _Migration(object):
                 errors.extend(_check_target_columns(self.cur, self.schema, spec, self.plan.generic[spec.name].pg_types))
         if errors:
             raise MigrationError('the target tables do not match the %s mapping: %s' % (self.plan.mode, '; '.join(errors)))
-        if self.existing:
-            self.cur.execute('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE' % ', '.join(
-                qualified(self.schema, name) for name in names))
+        # One table at a time, in load order, so a lock timeout names the table it waited for.
+        for name in names if self.existing else ():
+            table = qualified(self.schema, name)
+            self._lock('table %s (SHARE ROW EXCLUSIVE)' % table, 'LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE' % table)
 
     # -- re-run comparison ---------------------------------------------------
     def _compare(self):
@@ -666,10 +717,12 @@ class _Migration(object):
             "WHERE c.conrelid = %s::regclass AND c.contype = 'f' AND c.coninhcount = 0 AND c.conparentid = 0 "
             "AND pg_has_role(t.relowner, 'USAGE') AND pg_has_role(p.relowner, 'USAGE') ORDER BY c.conname", (table,))
         foreign_keys = self.cur.fetchall()
-        for name, _definition, _comment in foreign_keys:
-            self.cur.execute('ALTER TABLE %s DROP CONSTRAINT %s' % (table, quote_ident(name)))
+        for name, definition, _comment in foreign_keys:
+            self._lock('table %s and the table its foreign key %s references (ACCESS EXCLUSIVE, to drop it until the COPY ends)'
+                       % (table, name), 'ALTER TABLE %s DROP CONSTRAINT %s' % (table, quote_ident(name)))
         for name, _definition, _comment in indexes:
-            self.cur.execute('DROP INDEX %s' % qualified(self.schema, name))
+            self._lock('table %s (ACCESS EXCLUSIVE, to drop index %s until the COPY ends)' % (table, name),
+                       'DROP INDEX %s' % qualified(self.schema, name))
         return indexes, foreign_keys
 
     def _rebuild(self, spec, indexes, foreign_keys):
@@ -682,7 +735,8 @@ class _Migration(object):
             if comment is not None:
                 self.cur.execute('COMMENT ON INDEX %s IS %%s' % qualified(self.schema, name), (comment,))
         for name, definition, comment in foreign_keys:
-            self.cur.execute('ALTER TABLE %s ADD CONSTRAINT %s %s' % (table, quote_ident(name), definition))
+            self._lock('the table %s references (SHARE ROW EXCLUSIVE, to recreate foreign key %s)' % (table, name),
+                       'ALTER TABLE %s ADD CONSTRAINT %s %s' % (table, quote_ident(name), definition))
             if comment is not None:
                 self.cur.execute('COMMENT ON CONSTRAINT %s ON %s IS %%s' % (quote_ident(name), table), (comment,))
         self.cur.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass", (table,))
@@ -710,7 +764,8 @@ class _Migration(object):
 
     def _analyze(self):
         for spec in self.plan.specs:
-            self.cur.execute('ANALYZE %s' % qualified(self.schema, spec.name))
+            table = qualified(self.schema, spec.name)
+            self._lock('table %s (SHARE UPDATE EXCLUSIVE, to ANALYZE it)' % table, 'ANALYZE %s' % table)
 
     # -- validation ------------------------------------------------------------
     def _validate(self, source_pass, spills):
@@ -765,7 +820,7 @@ class _Migration(object):
 
     # -- orchestration ---------------------------------------------------------
     def run(self):
-        _session(self.cur, self.schema)
+        _session(self.cur, self.schema, self.params['lock_timeout'])
         self._inspect()
         names = self.plan.names
         before = _counts(self.cur, self.schema, names, self.existing)
@@ -791,7 +846,8 @@ class _Migration(object):
                     self.cur.execute(statement)
             fresh = set(names)
         elif action == 'replace' or (self.plan.mode == 'generic' and self.existing):
-            self.cur.execute('TRUNCATE %s' % ', '.join(qualified(self.schema, name) for name in names))
+            self._lock('tables %s (ACCESS EXCLUSIVE, to TRUNCATE them)' % ', '.join(names),
+                       'TRUNCATE %s' % ', '.join(qualified(self.schema, name) for name in names))
             fresh = set(names)
         tick = time.time()
         source_pass, spills, loaded = self._load(fresh)

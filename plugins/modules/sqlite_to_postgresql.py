@@ -98,6 +98,17 @@ options:
       - Seconds to wait for the connection.
     type: int
     default: 30
+  lock_timeout:
+    description:
+      - How long a statement of the run waits for a table lock before the run fails (PostgreSQL's C(lock_timeout),
+        set with C(SET LOCAL) inside the run's transaction), in check mode as in a real run.
+      - The run then fails with a message naming the table it waited for, and nothing is written. Without it, a
+        run queues behind a long transaction of the app, and the app's next statements queue behind the run.
+      - A PostgreSQL duration such as V(5s), V(500ms) or V(1min); V(0) waits forever. The locks each mode takes are
+        listed in C(docs/migration.md).
+    type: str
+    default: 5s
+    version_added: "0.2.0"
   policies:
     description:
       - Policy per problem class, as a dict of class name to V(fail), V(skip_row) or V(fix). Classes not listed
@@ -354,36 +365,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_checks import MigrationError
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_load import (
-    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, run,
+    HAS_PSYCOPG2, PSYCOPG2_IMPORT_ERROR, argument_spec, run,
 )
-
-
-def argument_spec():
-    return dict(
-        src=dict(type='path', required=True),
-        mode=dict(type='str', default='app', choices=['app', 'generic']),
-        db=dict(type='str', default='claude_agent_ui', aliases=['login_db']),
-        target_schema=dict(type='str', default='public'),
-        login_host=dict(type='str'),
-        login_port=dict(type='int', default=5432),
-        login_user=dict(type='str', default='postgres'),
-        login_password=dict(type='str', no_log=True),
-        login_unix_socket=dict(type='str'),
-        ssl_mode=dict(type='str', default='prefer', choices=['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']),
-        ca_cert=dict(type='path'),
-        connect_timeout=dict(type='int', default=30),
-        policies=dict(type='dict', default={}),
-        model_map=dict(type='dict', default={}),
-        reject_file=dict(type='path'),
-        backup=dict(type='path'),
-        report=dict(type='path'),
-        on_conflict=dict(type='str', default='fail', choices=['fail', 'replace']),
-        casts=dict(type='dict', default={}),
-        analyze=dict(type='bool', default=True),
-        max_problems=dict(type='int', default=1000),
-        rebuild_after_load=dict(type='bool', default=True),
-        backup_only=dict(type='bool', default=False),
-    )
 
 
 def main():

@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import contextlib
 import functools
 import json
 import os
@@ -20,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -659,14 +661,66 @@ def test_server_timeouts_do_not_cut_the_load(postgresql_server, app_db, tmp_path
 
 def test_a_lock_held_elsewhere_fails_cleanly(postgresql_server, app_db, tmp_path):
     src, _info = generate(tmp_path, large_prompt_kb=0)
-    postgresql_server.query(app_db, "ALTER DATABASE %s SET lock_timeout = '200ms'" % app_db)
-    holder = postgresql_server.connect(app_db)
-    holder.autocommit = False
-    try:
-        holder.cursor().execute('LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE')
+    with held_lock(postgresql_server, app_db, 'LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE'):
         with pytest.raises(MigrationError, match='lock timeout'):
-            migrate(postgresql_server, app_db, src)
+            migrate(postgresql_server, app_db, src, lock_timeout='200ms')
+    assert_empty(postgresql_server, app_db)
+    assert 'diff' not in migrate(postgresql_server, app_db, src)
+
+
+@contextlib.contextmanager
+def held_lock(server, db, sql):
+    """Another session holding the lock ``sql`` takes; released after the block, or after 60 s at the latest.
+
+    The release by timer keeps a run that ignored lock_timeout from hanging the suite: it then
+    gets its lock and succeeds, and the test fails on that.
+    """
+    holder = server.connect(db)
+    holder.autocommit = False
+    holder.cursor().execute(sql)
+    release = threading.Timer(60, holder.rollback)
+    release.start()
+    try:
+        yield
     finally:
+        release.cancel()
         holder.rollback()
         holder.close()
+
+
+@pytest.mark.parametrize('check_mode', [False, True], ids=['real', 'check'])
+def test_lock_timeout_fails_fast_naming_the_table(postgresql_server, app_db, tmp_path, check_mode):
+    src, _info = generate(tmp_path, large_prompt_kb=0)
+    # The throwaway server's lock_timeout is 0 (wait forever): only the option can end the wait.
+    assert postgresql_server.query(app_db, 'SHOW lock_timeout') == [('0',)]
+    with held_lock(postgresql_server, app_db, 'LOCK TABLE skills IN ROW EXCLUSIVE MODE'):  # the app in a write
+        with pytest.raises(MigrationError) as raised:
+            migrate(postgresql_server, app_db, src, check_mode=check_mode, lock_timeout='300ms')
+    assert raised.value.msg.startswith('gave up after lock_timeout=300ms waiting for a lock on table "public"."skills" '
+                                       '(SHARE ROW EXCLUSIVE)')
+    assert 'nothing was written' in raised.value.msg
     assert_empty(postgresql_server, app_db)
+
+
+def test_a_replace_waits_for_readers_only_up_to_lock_timeout(postgresql_server, app_db, tmp_path):
+    """TRUNCATE needs ACCESS EXCLUSIVE, which waits for the app's readers; even a dry run stops after lock_timeout."""
+    src, _info = generate(tmp_path, large_prompt_kb=0)
+    migrate(postgresql_server, app_db, src)
+    update_source(src, "UPDATE agents SET description = 'changed' WHERE id = 1")
+    with held_lock(postgresql_server, app_db, 'SELECT count(*) FROM agents'):  # a reader in an open transaction
+        with pytest.raises(MigrationError, match=r'waiting for a lock on tables agents, .* \(ACCESS EXCLUSIVE, to TRUNCATE them\)'):
+            migrate(postgresql_server, app_db, src, check_mode=True, on_conflict='replace', lock_timeout='300ms')
+    assert migrate(postgresql_server, app_db, src, on_conflict='replace')['action'] == 'replace'
+
+
+def test_an_invalid_lock_timeout_is_refused(postgresql_server, app_db, tmp_path):
+    src, _info = generate(tmp_path, large_prompt_kb=0)
+    with pytest.raises(MigrationError, match="lock_timeout 'soon' is not a duration PostgreSQL accepts"):
+        migrate(postgresql_server, app_db, src, lock_timeout='soon')
+
+
+def update_source(src, sql, *args):
+    conn = sqlite3.connect(src)
+    conn.execute(sql, args)
+    conn.commit()
+    conn.close()
