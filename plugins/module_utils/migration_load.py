@@ -755,12 +755,19 @@ class _Migration(object):
             self.cur.execute(statement)
 
     def _set_identities(self):
+        """Move each identity past max(max(id), sqlite_sequence.seq): AUTOINCREMENT never hands an id out twice.
+
+        sqlite_sequence.seq is ahead of max(id) when the rows with the highest ids were deleted
+        (or skipped); the app's next row must not get one of their ids back.
+        """
+        counters = sqlite_source.autoincrement_counters(self.src)
         for spec in self.plan.specs:
             if spec.identity:
                 ident = quote_ident(spec.identity)
-                self.cur.execute('SELECT setval(pg_get_serial_sequence(%%s, %%s), GREATEST(max(%s), 1), max(%s) IS NOT NULL) FROM %s'
-                                 % (ident, ident, qualified(self.schema, spec.name)),
-                                 (qualified(self.schema, spec.name), spec.identity))
+                table = qualified(self.schema, spec.name)
+                seq = counters.get(spec.source)
+                self.cur.execute('SELECT setval(pg_get_serial_sequence(%%s, %%s), GREATEST(max(%s), %%s, 1), '
+                                 'GREATEST(max(%s), %%s) IS NOT NULL) FROM %s' % (ident, ident, table), (table, spec.identity, seq, seq))
 
     def _analyze(self):
         for spec in self.plan.specs:

@@ -167,6 +167,18 @@ def source_columns(conn):
     return dict((name, [col['name'] for col in table_columns(conn, name)]) for name in tables(conn))
 
 
+def autoincrement_counters(conn):
+    """{table: sqlite_sequence.seq}: the largest id each AUTOINCREMENT table ever handed out (never reused).
+
+    It can be ahead of max(id) after deletes.  Empty when no table uses AUTOINCREMENT.
+    """
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'").fetchone()
+    if not found:
+        return {}
+    return dict((_text(name), seq) for name, seq in conn.execute('SELECT name, seq FROM sqlite_sequence')
+                if isinstance(seq, int) and seq > 0)
+
+
 def table_sql(conn, table):
     row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
     return _text(row[0]) if row else ''

@@ -97,6 +97,24 @@ def test_app_migration_loads_validates_and_keeps_ids(postgresql_server, app_db, 
     assert audit == [('migration', 'BULK_LOAD', info['tables'])]
 
 
+def test_identities_continue_past_what_autoincrement_handed_out(postgresql_server, app_db, tmp_path):
+    src, info = generate(tmp_path, large_prompt_kb=0)
+    top = info['tables']['tasks']
+    # The newest tasks were deleted, all server links too, and the agents' counter is ahead (as after a bulk delete).
+    update_source(src, 'DELETE FROM tasks WHERE id > ?', top - 10)
+    update_source(src, 'DELETE FROM agents_mcp_servers_links')
+    update_source(src, "UPDATE sqlite_sequence SET seq = 1000 WHERE name = 'agents'")
+    links = info['tables']['agents_mcp_servers_links']
+    migrate(postgresql_server, app_db, src)
+    query = functools.partial(postgresql_server.query, app_db)
+    assert query('SELECT max(id) FROM tasks') == [(top - 10,)]
+    assert query("INSERT INTO tasks (name) VALUES ('next') RETURNING id") == [(top + 1,)]
+    assert query("INSERT INTO agents (name, system_prompt) VALUES ('next', 'p') RETURNING id") == [(1001,)]
+    assert query('INSERT INTO agents_mcp_servers_links (agent_id, mcp_server_id) VALUES (1, 1) RETURNING id') == [(links + 1,)]
+    # Tables without a counter beyond max(id) continue from max(id).
+    assert query("INSERT INTO skills (name, content) VALUES ('next', '') RETURNING id") == [(info['tables']['skills'] + 1,)]
+
+
 def test_timestamps_arrive_in_utc_with_milliseconds(postgresql_server, app_db, tmp_path):
     src, _info = generate(tmp_path, tasks=6, agents=2, skills=2, mcp_servers=1, large_prompt_kb=0)
     conn = sqlite3.connect(src)
