@@ -18,9 +18,9 @@ description:
     foreign keys, timestamps, UTF-8 and NUL, types and lengths). Each problem is reported with its table, primary
     key, column, an excerpt of the value and the rule it broke, and handled by the policy of its class
     (O(policies)).
-  - Source primary keys are kept, identity columns are moved past C(max(id)) and past SQLite's AUTOINCREMENT counter, and after loading the module
-    validates row counts, per-row checksums computed on both sides over one canonical form, and foreign key
-    orphans before it commits.
+  - Source primary keys are kept, identity columns are moved past C(max(id)) and past SQLite's AUTOINCREMENT
+    counter, and after loading the module validates row counts, per-row checksums computed on both sides over one
+    canonical form, and foreign key orphans before it commits.
   - When the target already holds exactly the source's rows the module changes nothing (C(changed=false)). When
     it holds different rows the module fails with a summary of the differences unless O(on_conflict=replace).
   - In O(mode=app) the source is Claude Agent UI's SQLite file and the target is the schema created by the
