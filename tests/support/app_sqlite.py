@@ -25,6 +25,7 @@ tasks take a few seconds (executemany in large batches, journal and sync off whi
 from __future__ import absolute_import, division, print_function
 
 import argparse
+import ast
 import json
 import os
 import random
@@ -93,9 +94,31 @@ CREATE TABLE agents_mcp_servers_links (
 """
 
 TABLES = ('agents', 'skills', 'mcp_servers', 'agents_skills_links', 'agents_mcp_servers_links', 'tasks')
-MODELS = ('sonnet', 'opus', 'haiku', 'sonnet-4', 'opus-4')
-TRANSPORTS = ('stdio', 'sse', 'http')
-STATUSES = ('pending', 'running', 'completed', 'failed', 'cancelled')
+# Where the module's app mapping is: in the collection, or copied next to this file (the molecule scenario copies
+# both into the container, where the collection is not installed).
+MAPPING_PATHS = ('../../plugins/module_utils/migration_app.py', 'migration_app.py')
+
+
+def mapping_domains(names=('MODELS', 'TRANSPORTS', 'STATUSES')):
+    """The enum domains of the module's app mapping, read from migration_app.py (not imported: no Ansible needed).
+
+    One source of truth: a model name added to the module (and to the schema's CHECK, which a unit test
+    compares with it) is generated here too.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for relative in MAPPING_PATHS:
+        path = os.path.normpath(os.path.join(here, relative))
+        if os.path.isfile(path):
+            with open(path, encoding='utf-8') as handle:
+                tree = ast.parse(handle.read(), path)
+            found = dict((node.targets[0].id, ast.literal_eval(node.value)) for node in tree.body
+                         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                         and node.targets[0].id in names)
+            return tuple(found[name] for name in names)
+    raise RuntimeError('migration_app.py (the module\'s app mapping) is neither in the collection nor next to %s' % here)
+
+
+MODELS, TRANSPORTS, STATUSES = mapping_domains()
 
 # One injected bad row per class: (problem class the migration reports, table, column).
 BAD_CLASSES = {

@@ -82,6 +82,8 @@ def source(host):
     host.run("install -d -o postgres -g postgres -m 0750 {}".format(WORK))
     generator = (PROJECT / "tests" / "support" / "app_sqlite.py").read_text()
     host.run("cat > /usr/local/lib/app_sqlite.py <<'EOF_GENERATOR'\n{}\nEOF_GENERATOR".format(generator))
+    mapping = (PROJECT / "plugins" / "module_utils" / "migration_app.py").read_text()  # the generator's enum domains
+    host.run("cat > /usr/local/lib/migration_app.py <<'EOF_MAPPING'\n{}\nEOF_MAPPING".format(mapping))
     result = host.run("runuser -u postgres -- python3 /usr/local/lib/app_sqlite.py {} --tasks {}".format(APP, TASKS))
     assert result.rc == 0, result.stderr
     info = json.loads(result.stdout)
