@@ -31,11 +31,7 @@ import struct
 NULL = '\\N'
 EXCERPT_CHARS = 60
 
-# COPY text format: the characters COPY TO escapes, and how.
-_COPY_ESCAPES = {
-    ord('\\'): '\\\\', ord('\b'): '\\b', ord('\f'): '\\f', ord('\n'): '\\n',
-    ord('\r'): '\\r', ord('\t'): '\\t', ord('\v'): '\\v',
-}
+# COPY text format: the characters COPY TO escapes.
 _COPY_SPECIAL = re.compile('[\\\\\b\f\n\r\t\v]')
 _COPY_RARE = re.compile('[\b\f\v]')
 _COPY_UNESCAPES = {'\\': '\\', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t', 'v': '\v'}
@@ -452,11 +448,6 @@ class TimestampConverter(object):
         if _EPOCH_RE.match(text):
             return _utc_text(_from_epoch(decimal.Decimal(text), value))
         return _utc_text(_parse_iso(text, value))
-
-
-def timestamp_text(value):
-    """Canonical UTC text for one timestamp value (convenience wrapper for tests and docs)."""
-    return TimestampConverter()(value)
 
 
 def date_text(value):

@@ -30,7 +30,8 @@ from ansible_collections.agent_ui.postgresql.plugins.module_utils.migration_chec
 
 CHUNK_BYTES = 1 << 20
 QUEUE_CHUNKS = 4
-EXAMPLES = 5
+# Example keys a Comparison keeps per kind of difference (its summary()).
+DIFFERENCE_EXAMPLES = 5
 # Target rows compared together (TargetSink.flush).
 SINK_ROWS = 1000
 _FIRST = operator.itemgetter(0)
@@ -142,7 +143,7 @@ class CopyReader(object):
 class Comparison(object):
     """Merge of two key-ordered streams of (key, md5): counts and a few examples of differences."""
 
-    def __init__(self, source, columns=None, examples=EXAMPLES):
+    def __init__(self, source, columns=None, examples=DIFFERENCE_EXAMPLES):
         self._source = iter(source)
         self._next = next(self._source, None)
         self.columns = columns

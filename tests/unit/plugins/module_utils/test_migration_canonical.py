@@ -163,7 +163,7 @@ def test_to_integer_rules():
     (100000000000, '1973-03-03 09:46:40+00'),
 ])
 def test_timestamp_forms(value, text):
-    assert canon.timestamp_text(value) == text
+    assert canon.TimestampConverter()(value) == text
 
 
 @pytest.mark.parametrize('value', [
@@ -176,12 +176,12 @@ def test_timestamp_forms(value, text):
     '2023-01-01 0\u0663:00', '\uff12\uff10\uff12\uff13-01-01',
 ])
 def test_timestamp_rejects(value):
-    assert problem_class(canon.timestamp_text, value) == 'timestamp'
+    assert problem_class(canon.TimestampConverter(), value) == 'timestamp'
 
 
 def test_timestamp_rejects_nul_and_bad_utf8():
-    assert problem_class(canon.timestamp_text, 'x\x002024') == 'nul'
-    assert problem_class(canon.timestamp_text, b'\xff2024') == 'utf8'
+    assert problem_class(canon.TimestampConverter(), 'x\x002024') == 'nul'
+    assert problem_class(canon.TimestampConverter(), b'\xff2024') == 'utf8'
 
 
 def test_epoch_threshold_is_documented_value():
