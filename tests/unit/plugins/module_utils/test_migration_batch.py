@@ -16,7 +16,11 @@ __metaclass__ = type
 import collections
 import datetime
 import io
+import json
+import math
+import re
 
+import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -96,6 +100,128 @@ def test_batch_converter_examples(col, values, expected):
 def test_text_batch_decodes_once_and_keeps_large_values():
     big = ('\u00e9' * 60000 + '\t').encode('utf-8')
     assert batch(COLUMNS[4], [big, b'x']) == ['\u00e9' * 60000 + '\\t', 'x']
+
+
+# ---------------------------------------------------------------------------
+# Independent oracles for the columns whose batch converter is the per-value converter itself
+# ---------------------------------------------------------------------------
+# f8, b, j and n batch through migration_batch.each(base), so comparing them with ``base`` above
+# compares the code with itself.  Here the expected text comes from elsewhere: from PostgreSQL
+# (what it prints for the value, under the module's session settings) for f8, j and n, and from the
+# documented rule for the booleans (0, 1 and NULL only, as SQLite stores them).
+
+# "A number" as docs/migration.md defines the input: an int, a real, or decimal text (surrounding whitespace
+# ignored); no 'NaN', 'Infinity', hex or underscores in text.
+NUMBER_TEXT = re.compile(r'[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\Z')
+
+
+def _text_of(value):
+    """The text of a str or bytes value, or None if it is not valid UTF-8 or holds a NUL."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode('utf-8')
+        except UnicodeDecodeError:
+            return None
+    if not isinstance(value, str) or '\x00' in value:
+        return None
+    try:
+        value.encode('utf-8')
+    except UnicodeEncodeError:  # a lone surrogate
+        return None
+    return value
+
+
+def _pg(cur, sql, value):
+    try:
+        cur.execute(sql, (value,))
+    except psycopg2.Error:
+        return None
+    return cur.fetchone()[0]
+
+
+def oracle_f8(cur, value):
+    if value is None:
+        return NULL
+    if type(value) is str or type(value) is bytes:
+        text = _text_of(value)
+        value = text.strip() if text is not None and NUMBER_TEXT.match(text.strip()) else None
+        if value is None:
+            return None
+    elif type(value) not in (int, float):
+        return None
+    return _pg(cur, 'SELECT (%s)::float8::text', value)
+
+
+def oracle_n(cur, value):
+    """numeric with scale 2 and the CHECK 0..100, NULL a problem (NOT NULL without null_default)."""
+    if value is None:
+        return None
+    if type(value) is float and not math.isfinite(value):
+        return None  # a real that is not a number is not a numeric
+    if type(value) is str or type(value) is bytes:
+        text = _text_of(value)
+        value = text.strip() if text is not None and NUMBER_TEXT.match(text.strip()) else None
+        if value is None:
+            return None
+    elif type(value) not in (int, float):
+        return None
+    return _pg(cur, 'SELECT CASE WHEN v BETWEEN 0 AND 100 THEN v::text END FROM (SELECT (%s)::numeric(1000, 2) AS v) s', value)
+
+
+def oracle_j(cur, value):
+    """jsonb that must be an array; the COPY text escapes its printed form (jsonb prints no raw control character)."""
+    if value is None:
+        return NULL
+    text = _text_of(value)
+    if text is None:
+        return None
+    printed = _pg(cur, "SELECT CASE WHEN jsonb_typeof(j) = 'array' THEN j::text END FROM (SELECT %s::jsonb AS j) s", text)
+    return None if printed is None else printed.replace('\\', '\\\\')
+
+
+def oracle_b(cur, value):
+    if value is None:
+        return 't'  # the column's null_default
+    if type(value) in (int, float) and value == 1:
+        return 't'
+    if type(value) in (int, float) and value == 0:
+        return 'f'
+    return None
+
+
+NUMBERS = st.one_of(INTEGERS, st.floats(), st.decimals(allow_nan=False, allow_infinity=False).map(str),
+                    st.floats(-1000, 1000).map(lambda x: ' %r ' % x), st.sampled_from(
+                        ['12.345', '99.995', '100.004', '-0.004', '1e2', '1E-400', '1e999', '.5', '5.', 'NaN', 'Infinity',
+                         'inf', '1_000', '0x10', '', ' ', '+7', '--1', '1e', '１２']),
+                    st.integers(-10 ** 6, 10 ** 6).map(lambda n: ('%d.%03d' % (n // 1000, n % 1000)).encode('ascii')))
+JSON_VALUES = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
+                                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=5)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+                           max_leaves=8)
+JSONS = st.one_of(JSON_VALUES.map(json.dumps), st.lists(JSON_VALUES, max_size=4).map(json.dumps).map(lambda t: t.encode('utf-8')),
+                  st.sampled_from(['[1.50, 1e2, -0, 1E400]', '[{"b": 1, "a": 2, "a": 3}]', '["\\u0000"]', '["\\ud800"]',
+                                   '[NaN]', '[1,]', "['x']", '["tab\\there", "back\\\\slash"]', ' [] ', '{}', '']),
+                  ANY_VALUE)
+ORACLES = {'f8': (oracle_f8, NUMBERS), 'n': (oracle_n, NUMBERS), 'j': (oracle_j, JSONS), 'b': (oracle_b, ANY_VALUE)}
+
+
+@pytest.fixture(scope='module')
+def pg_cursor(postgresql_server):
+    conn = postgresql_server.connect()
+    cur = conn.cursor()
+    cur.execute("SET extra_float_digits = 1; SET client_encoding = 'UTF8'")  # the module's session settings
+    yield cur
+    conn.close()
+
+
+@pytest.mark.parametrize('name', sorted(ORACLES))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_batch_converter_equals_an_independent_oracle(pg_cursor, name, data):
+    col = [col for col in COLUMNS if col.name == name][0]
+    oracle, values = ORACLES[name]
+    values = data.draw(st.lists(values, max_size=8))
+    assert batch(col, values) == [oracle(pg_cursor, value) for value in values]
 
 
 # ---------------------------------------------------------------------------
