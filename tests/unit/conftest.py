@@ -11,6 +11,8 @@
   the benchmark uses), listening only on a Unix socket in a temporary directory, stopped and
   removed after the session.  Under root it runs as ``nobody``.  The tests that need it are
   skipped only when no initdb binary exists.
+* Every test that uses ``postgresql_server`` (directly or through another fixture) is marked
+  ``server``: ``make check`` runs ``-m "not server"``, the tests that need no server.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -58,6 +60,13 @@ class PostgresServer(ThrowawayServer):
     def create_database(self, prefix='t', template=None):
         """A new database named after ``prefix``, optionally from ``template``; returns its name."""
         return self.make_database('%s_%d_%d' % (prefix, os.getpid(), next(self._names)), template)
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``server`` every test whose fixtures include postgresql_server."""
+    for item in items:
+        if 'postgresql_server' in getattr(item, 'fixturenames', ()):
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope='session')
