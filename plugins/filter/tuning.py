@@ -409,13 +409,15 @@ def pg_memory_budget(settings, memory_mb, max_connections,
 
 
 class FilterModule(object):
-    """PostgreSQL tuning filters."""
+    """PostgreSQL tuning filters, documented in pg_tune.yml and pg_memory_budget.yml next to this file.
+
+    pg_size_to_kb and pg_setting_to_kb are helpers of these filters and of the molecule tests,
+    which import them; no role uses them in a template, so they are not filters.
+    """
 
     def filters(self):
         """Map Jinja filter names to functions."""
         return {
             'pg_tune': pg_tune,
             'pg_memory_budget': pg_memory_budget,
-            'pg_size_to_kb': pg_size_to_kb,
-            'pg_setting_to_kb': pg_setting_to_kb,
         }
