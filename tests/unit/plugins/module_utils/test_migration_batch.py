@@ -142,7 +142,7 @@ def _pg(cur, sql, value):
 def oracle_f8(cur, value):
     if value is None:
         return NULL
-    if type(value) is str or type(value) is bytes:
+    if isinstance(value, (str, bytes)):
         text = _text_of(value)
         value = text.strip() if text is not None and NUMBER_TEXT.match(text.strip()) else None
         if value is None:
@@ -156,9 +156,9 @@ def oracle_n(cur, value):
     """numeric with scale 2 and the CHECK 0..100, NULL a problem (NOT NULL without null_default)."""
     if value is None:
         return None
-    if type(value) is float and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return None  # a real that is not a number is not a numeric
-    if type(value) is str or type(value) is bytes:
+    if isinstance(value, (str, bytes)):
         text = _text_of(value)
         value = text.strip() if text is not None and NUMBER_TEXT.match(text.strip()) else None
         if value is None:
