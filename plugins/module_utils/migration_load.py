@@ -680,6 +680,9 @@ class _Migration(object):
                 if not source_pass.problems.fatal:
                     self._rebuild(spec, *deferred)
             except psycopg2.Error as exc:
+                if isinstance(reader.error, sqlite3.Error):  # the source failed inside COPY's producer: say so
+                    raise MigrationError(sqlite_source.error_message(self.params['src'], reader.error),
+                                         problems=source_pass.problems.items, problem_summary=source_pass.problems.summary())
                 raise MigrationError('COPY into %s failed, rolled back, nothing was written: %s' % (spec.name, str(exc).strip()),
                                      problems=source_pass.problems.items, problem_summary=source_pass.problems.summary())
             finally:

@@ -125,6 +125,11 @@ class CopyReader(object):
 
     readline = read
 
+    @property
+    def error(self):
+        """The exception that stopped the producer (reading or checking the source), or None."""
+        return self._error
+
     def close(self):
         """Stop the producer (after an error in COPY) and wait for it."""
         if self._thread is None:

@@ -182,7 +182,9 @@ def test_a_source_locked_by_a_writer_is_a_clear_failure(postgresql_server, app_d
     assert agents_in(postgresql_server, app_db) == 0
 
 
-def test_a_source_that_breaks_mid_load_is_rolled_back(postgresql_server, app_db, tmp_path):
+@pytest.mark.parametrize('rebuild', [True, False], ids=['counted-first', 'inside-copy'])
+def test_a_source_that_breaks_mid_load_is_rolled_back(postgresql_server, app_db, tmp_path, rebuild):
+    """With rebuild_after_load the broken table fails its row count; without, its rows fail inside COPY's producer thread."""
     src = small_app(tmp_path, tasks=3000)
     conn = sqlite3.connect(src)
     root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'tasks'").fetchone()[0]
@@ -191,7 +193,7 @@ def test_a_source_that_breaks_mid_load_is_rolled_back(postgresql_server, app_db,
     with open(src, 'r+b') as handle:  # the tasks table's root page: readable header, unreadable rows
         handle.seek((root - 1) * page)
         handle.write(b'\xff' * page)
-    outcome = run_module_process(dict(postgresql_server.params(app_db), src=src), tmp_path)
+    outcome = run_module_process(dict(postgresql_server.params(app_db), src=src, rebuild_after_load=rebuild), tmp_path)
     assert_clean_failure(outcome, 'the source %s failed (DatabaseError: database disk image is malformed)' % src,
                          'rolled back, nothing was written')
     assert agents_in(postgresql_server, app_db) == 0
