@@ -53,8 +53,9 @@ up() {
   ssh_access
 }
 
-# Ansible keeps one SSH master connection per host open between runs (ControlPersist, at ansible's default
-# ControlPath): close it when the host behind it is made anew, so that no run rides on a connection to the old one.
+# Ansible keeps one SSH master connection per host open between runs (ControlPersist), at ~/.ansible/cp/%C (set in
+# inventories/lab): close it when the host behind it is made anew, or the next run hangs on a connection to the old
+# one (seen as "Timeout waiting for privilege escalation prompt").
 close_master() {
   [ -s "$sshdir/config" ] || return 0
   ssh -F "$sshdir/config" -o ControlPath="$HOME/.ansible/cp/%C" -O exit "$1" >/dev/null 2>&1 || true
