@@ -332,3 +332,122 @@ def test_float8_text_is_what_postgresql_prints(postgresql_server, scratch_db, va
         assert [row[0] for row in cur.fetchall()] == [canon.float8_text(v) for v in values]
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Timestamps: edges that mutation testing (make mutation) found unpinned.  The expected texts
+# come from datetime arithmetic on the parts, not from the converter.
+# ---------------------------------------------------------------------------
+
+_UTC_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def _text(moment, sep=' '):
+    """'YYYY-MM-DD HH:MM:SS' with a four-digit year (strftime writes year 999 as '999')."""
+    return '%04d-%02d-%02d%s%02d:%02d:%02d' % (moment.year, moment.month, moment.day, sep, moment.hour, moment.minute,
+                                               moment.second)
+
+
+def _utc(moment, micros=0):
+    """PostgreSQL's text of a naive UTC datetime (trailing zeros of the fraction dropped)."""
+    fraction = ('.%06d' % micros).rstrip('0') if micros else ''
+    return _text(moment) + fraction + '+00'
+
+
+@settings(max_examples=300, deadline=None)
+@given(moment=st.datetimes(min_value=datetime.datetime(1, 1, 2), max_value=datetime.datetime(9999, 12, 30)),
+       millis=st.integers(0, 999), offset_minutes=st.integers(-(15 * 60 + 59), 15 * 60 + 59))
+def test_every_timestamp_form_agrees_with_datetime(moment, millis, offset_minutes):
+    moment = moment.replace(microsecond=0)
+    convert = canon.TimestampConverter()
+    local = moment + datetime.timedelta(minutes=offset_minutes)
+    sign = '-' if offset_minutes < 0 else '+'
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    base = _text(local, 'T')
+    for _round in range(2):  # the second pass goes through the converter's caches
+        assert convert(_text(moment)) == _utc(moment)
+        assert convert(_text(moment, 'T') + '.%03dZ' % millis) == _utc(moment, millis * 1000)
+        assert convert(base + '.%03d%s%02d:%02d' % (millis, sign, hours, minutes)) == _utc(moment, millis * 1000)
+        assert convert(base + '%s%02d%02d' % (sign, hours, minutes)) == _utc(moment)
+        if minutes == 0:
+            assert convert(base + '%s%02d' % (sign, hours)) == _utc(moment)
+
+
+@pytest.mark.parametrize('text', [
+    '2024-01-01 24:00:00', '2024-01-01 23:60:00', '2024-01-01 23:59:60',
+    '2024-01-01T24:00:00.000Z', '2024-01-01T23:60:00.000Z', '2024-01-01T23:59:60.000Z',
+    '2024-01-01T24:00:00.000+01:00', '2024-01-01T23:60:00.000+01:00', '2024-01-01T23:59:60.000+01:00',
+])
+def test_each_fast_path_refuses_an_invalid_time_of_day(text):
+    with pytest.raises(Problem) as info:
+        canon.TimestampConverter()(text)
+    assert (info.value.cls, info.value.rule, info.value.value) == ('timestamp', 'invalid time of day', text)
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('2024-01-01 23:59:59', '2024-01-01 23:59:59+00'),
+    ('2024-01-01T23:59:59.999Z', '2024-01-01 23:59:59.999+00'),
+    ('2024-01-01T23:59:59.999+15:59', '2024-01-01 08:00:59.999+00'),
+    ('2024-01-01T00:00:00.000-15:59', '2024-01-01 15:59:00+00'),
+    ('2024-01-01T00:00:00+0130', '2023-12-31 22:30:00+00'),
+])
+def test_the_last_valid_times_and_offsets(text, expected):
+    assert canon.TimestampConverter()(text) == expected
+
+
+@pytest.mark.parametrize('text', ['2024-01-01T00:00:00.000+16:00', '2024-01-01T00:00:00.000+01:60',
+                                  '2024-01-01T00:00:00+1600', '2024-01-01T00:00:00-0060'])
+def test_offsets_out_of_range(text):
+    with pytest.raises(Problem) as info:
+        canon.TimestampConverter()(text)
+    assert (info.value.cls, info.value.rule, info.value.value) == ('timestamp', 'time zone offset out of range', text)
+
+
+@pytest.mark.parametrize('value,rule_start', [
+    (10 ** 20, 'timestamp out of the range 0001..9999'),
+    ('99999999999999999', 'epoch value out of the range 0001..9999'),
+    ('2024-02-30 10:00:00', 'invalid date ('),
+    ('2024-02-30T10:00:00.000Z', 'invalid date ('),
+    ('2024-02-30T10:00:00.000+01:00', 'invalid date ('),
+    (float('inf'), 'not a finite epoch value'),
+    ([2024], 'not a timestamp'),
+])
+def test_timestamp_problems_name_the_rule_and_keep_the_value(value, rule_start):
+    with pytest.raises(Problem) as info:
+        canon.TimestampConverter()(value)
+    assert info.value.cls == 'timestamp' and info.value.rule.startswith(rule_start), info.value.rule
+    assert info.value.value == value
+
+
+def test_a_nul_in_timestamp_text_is_a_nul_problem_with_the_value():
+    with pytest.raises(Problem) as info:
+        canon.TimestampConverter()(' 2024-01-01\x00')
+    assert (info.value.cls, info.value.rule, info.value.value) == ('nul', 'text contains a NUL character', ' 2024-01-01\x00')
+
+
+@pytest.mark.parametrize('value', [
+    100000000000, -100000000000, 99999999999, -9999999999, 1704164645123, -1, 86399, 86400, -86401,
+])
+def test_integer_epochs_agree_with_their_text_and_with_datetime(value):
+    convert = canon.TimestampConverter()
+    if abs(value) >= canon.EPOCH_MS_THRESHOLD:
+        expected = _utc(_UTC_EPOCH + datetime.timedelta(milliseconds=value), (value % 1000) * 1000)
+    else:
+        expected = _utc(_UTC_EPOCH + datetime.timedelta(seconds=value))
+    assert convert(value) == convert(str(value)) == convert(str(value).encode()) == expected
+
+
+@pytest.mark.parametrize('value,expected', [
+    (1.5, '1970-01-01 00:00:01.5+00'),
+    (-1.5, '1969-12-31 23:59:58.5+00'),
+    (1704164645.123456, '2024-01-02 03:04:05.123456+00'),
+    (0.000001, '1970-01-01 00:00:00.000001+00'),
+    (1e-07, '1970-01-01 00:00:00+00'),          # repr has an exponent: the exact (decimal) path
+    (5e-07, '1970-01-01 00:00:00.000001+00'),   # half a microsecond rounds up
+    (8999999999.5, '2255-03-14 15:59:59.5+00'),
+    (9000000000.5, '2255-03-14 16:00:00.5+00'),  # at the fast path's limit
+    (-8999999999.5, '1684-10-19 08:00:00.5+00'),
+    (1e11, '1973-03-03 09:46:40+00'),            # a float at the threshold is milliseconds, as an integer is
+])
+def test_float_epochs(value, expected):
+    assert canon.TimestampConverter()(value) == expected
