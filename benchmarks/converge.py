@@ -127,9 +127,9 @@ def run_playbook(env, inventories):
     wall, cpu_end = time.monotonic() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         summary = summarise(json.loads(proc.stdout[proc.stdout.index('{'):]))
-    except ValueError:
-        raise RuntimeError('%s exited %d without a report:\n%s\n%s' % (' '.join(argv), proc.returncode,
-                                                                      proc.stdout[-3000:], proc.stderr[-3000:]))
+    except ValueError as error:
+        raise RuntimeError('%s exited %d without a report:\n%s\n%s' % (
+            ' '.join(argv), proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])) from error
     # The controller's CPU (ansible and the ssh or podman processes it starts): less swayed by a busy machine than wall
     # time. The work inside the hosts is not in it.
     summary['cpu'] = (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime)
