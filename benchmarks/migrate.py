@@ -40,8 +40,6 @@ __metaclass__ = type
 
 import argparse
 import datetime
-import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -56,14 +54,13 @@ import time
 import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GENERATOR = os.path.join(ROOT, 'tests', 'support', 'app_sqlite.py')
-MIGRATIONS_DIR = os.path.join(ROOT, 'roles', 'app_schema', 'files', 'migrations')
 COLLECTIONS = os.path.join(ROOT, 'collections')
+# The support package the unit tests use: the throwaway server, the app schema, the generated app data.
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'support'))
-from pg_server import ServerError, ThrowawayServer  # noqa: E402  pylint: disable=wrong-import-position
+import app_data  # noqa: E402  pylint: disable=wrong-import-position
+from pg_server import ServerError, ThrowawayServer, find_bindir  # noqa: E402  pylint: disable=wrong-import-position
 VENV_PYTHON = os.path.join(ROOT, '.venv', 'bin', 'python')
 DEFAULT_CACHE = os.path.join(ROOT, '.cache', 'bench')
-DEFAULT_PG_BIN = '/usr/lib/postgresql/15/bin'
 GNU_TIME = '/usr/bin/time'
 REEXEC_ENV = 'AGENT_UI_BENCH_REEXEC'
 MB = 1024.0
@@ -89,19 +86,9 @@ SERVER_SETTINGS = (
     ('timezone', "'UTC'"),
 )
 
-# The app tables in load order (parents first).  Source and target column names are the same in
-# the app mapping (plugins/module_utils/migration_app.py).
-APP_TABLES = (
-    ('agents', ('id', 'name', 'description', 'system_prompt', 'tools', 'disallowed_tools', 'model', 'enabled',
-                'created_at', 'updated_at')),
-    ('skills', ('id', 'name', 'description', 'content', 'allowed_tools', 'experience_score', 'created_at', 'updated_at')),
-    ('mcp_servers', ('id', 'name', 'command', 'args', 'env', 'disabled', 'transport', 'created_at', 'updated_at')),
-    ('agents_skills_links', ('id', 'agent_id', 'skill_id')),
-    ('agents_mcp_servers_links', ('id', 'agent_id', 'mcp_server_id')),
-    ('tasks', ('id', 'agent_id', 'name', 'description', 'status', 'error_message', 'duration_ms', 'input_tokens',
-               'output_tokens', 'total_cost', 'created_at', 'updated_at')),
-)
-TABLE_NAMES = tuple(name for name, _cols in APP_TABLES)
+# The app tables in load order (parents first); their columns are read from the source file (app_data), and source
+# and target column names are the same in the app mapping (plugins/module_utils/migration_app.py).
+TABLE_NAMES = app_data.TABLES
 # What a NULL source value loads as where the target column has a default (as the module's fix-free
 # path and the design document's migrator do).
 NULL_DEFAULTS = {'tools': '[]', 'disallowed_tools': '[]', 'allowed_tools': '[]', 'args': '[]', 'env': '{}',
@@ -112,7 +99,7 @@ TIMESTAMPS = ('created_at', 'updated_at')
 EPOCH_MS_THRESHOLD = 100000000000
 EPOCH = datetime.datetime(1970, 1, 1)
 PLAIN_TS = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?$')
-EXPORT_VERSION = 2
+EXPORT_VERSION = 3  # 3: columns in the source file's order (app_data.table_columns)
 METHODS = ('module', 'pgloader', 'pgloader_app', 'rbr', 'copy')
 
 PGLOADER_LISP = """\
@@ -177,11 +164,6 @@ class BenchError(Exception):
 def log(msg):
     sys.stderr.write('[bench %s] %s\n' % (time.strftime('%H:%M:%S'), msg))
     sys.stderr.flush()
-
-
-def file_digest(path, length=10):
-    with open(path, 'rb') as handle:
-        return hashlib.sha256(handle.read()).hexdigest()[:length]
 
 
 def tail(path, chars=3000):
@@ -255,21 +237,6 @@ def csv_line(values):
 # Data sets (cached under .cache/bench)
 # ---------------------------------------------------------------------------
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location('agent_ui_bench_app_sqlite', GENERATOR)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def sqlite_counts(path):
-    conn = sqlite3.connect('file:%s?mode=ro' % path, uri=True)
-    try:
-        return dict((name, conn.execute('SELECT count(*) FROM %s' % name).fetchone()[0]) for name in TABLE_NAMES)
-    finally:
-        conn.close()
-
-
 def dataset_params(args, divisor=1):
     def part(value):
         return max(1, value // divisor) if value else 0
@@ -278,19 +245,12 @@ def dataset_params(args, divisor=1):
 
 
 def ensure_dataset(params, cache_dir):
-    """Path of the app SQLite file for ``params``, generated once and then reused."""
-    key = 'app-t%(tasks)d-a%(agents)d-s%(skills)d-m%(mcp_servers)d-kb%(large_prompt_kb)d-seed%(seed)d' % params
-    path = os.path.join(cache_dir, '%s-g%s.sqlite' % (key, file_digest(GENERATOR)))
-    if not os.path.exists(path):
-        log('generating %s' % path)
-        tick = time.time()
-        tmp = path + '.tmp'
-        load_generator().generate(tmp, agents=params['agents'], skills=params['skills'], mcp_servers=params['mcp_servers'],
-                                  tasks=params['tasks'], links=True, large_prompt_kb=params['large_prompt_kb'],
-                                  seed=params['seed'])
-        os.rename(tmp, path)
+    """Path of the app SQLite file for ``params`` (generated once, then reused) and its row counts."""
+    tick = time.time()
+    path = app_data.cached_app_sqlite(cache_dir, log=log, **params)
+    if time.time() - tick > 1:
         log('generated in %.1f s (%.1f MB)' % (time.time() - tick, os.path.getsize(path) / MB / MB))
-    return path, sqlite_counts(path)
+    return path, app_data.row_counts(path)
 
 
 def ensure_csv(sqlite_path):
@@ -304,7 +264,7 @@ def ensure_csv(sqlite_path):
     os.makedirs(directory)
     src = sqlite3.connect('file:%s?mode=ro' % sqlite_path, uri=True)
     try:
-        for table, columns in APP_TABLES:
+        for table, columns in app_data.table_columns(sqlite_path):
             convert = row_converter(columns)
             with open(os.path.join(directory, table + '.csv'), 'w', newline='', encoding='utf-8') as handle:
                 cursor = src.execute('SELECT %s FROM %s ORDER BY id' % (', '.join(columns), table))
@@ -535,7 +495,7 @@ def worker_rbr(spec):
         cur.execute("SET TimeZone = 'UTC'")
         cur.execute("SET agent_ui.bulk_load = 'on'")  # same audit-trigger bypass as the module and \copy
         conn.commit()
-        for table, columns in APP_TABLES:
+        for table, columns in app_data.table_columns(spec['src']):
             query = 'SELECT %s FROM %s ORDER BY id' % (', '.join(columns), table)
             if table == 'tasks' and spec.get('limit'):
                 query += ' LIMIT %d' % spec['limit']
@@ -669,14 +629,14 @@ def run_rbr(ctx, src, expected, limit):
     return result_row('rbr', 'row-by-row INSERT (psycopg2)', rows, seconds, rss, note, {'sample_tasks': sample['tasks']})
 
 
-def run_copy(ctx, csv_dir, expected):
+def run_copy(ctx, src, csv_dir, expected):
     db = 'bench_copy'
     ctx.fresh_db(db)
     log_path, _result = ctx.paths('copy')
     script = os.path.join(ctx.workdir, 'copy.sql')
     with open(script, 'w') as handle:
         handle.write('\\set ON_ERROR_STOP on\nBEGIN;\nSET LOCAL agent_ui.bulk_load = \'on\';\nSET LOCAL TimeZone = \'UTC\';\n')
-        for table, columns in APP_TABLES:
+        for table, columns in app_data.table_columns(src):
             csv_path = os.path.join(csv_dir, table + '.csv')
             handle.write("\\copy %s (%s) FROM '%s' WITH (FORMAT csv)\n" % (table, ', '.join(columns), csv_path))
         for table in TABLE_NAMES:
@@ -810,7 +770,8 @@ def parse_args(argv):
     parser.add_argument('--pgloader-batch-rows', type=int, default=25000)
     parser.add_argument('--pgloader-prefetch-rows', type=int, default=100000)
     parser.add_argument('--psql', default=shutil.which('psql') or 'psql')
-    parser.add_argument('--pg-bin', default=os.environ.get('PG_BINDIR', DEFAULT_PG_BIN), help='directory of initdb and pg_ctl')
+    parser.add_argument('--pg-bin', default=find_bindir(), help='directory of initdb and pg_ctl (default: PG_BINDIR, else the newest '
+                        'installed PostgreSQL, as for the unit tests)')
     parser.add_argument('--pg-user', default='postgres', help='unprivileged OS user that runs the server when started as root')
     parser.add_argument('--cache-dir', default=DEFAULT_CACHE, help='generated SQLite files and CSV exports')
     parser.add_argument('--rss-limit', type=int, default=150, help='target: module peak RSS below this many MB')
@@ -895,10 +856,7 @@ def benchmark(args):
     try:
         log('starting PostgreSQL in %s' % server.base)
         server.start()
-        server.query('postgres', 'CREATE DATABASE bench_app_template')
-        for name in sorted(n for n in os.listdir(MIGRATIONS_DIR) if n[0].isdigit() and n.endswith('.sql')):
-            with open(os.path.join(MIGRATIONS_DIR, name)) as handle:
-                server.query('bench_app_template', handle.read())
+        server.make_app_template('bench_app_template')
         ctx = Context(args, server, workdir)
         profile_dir = None
         if args.profile:
@@ -918,7 +876,7 @@ def benchmark(args):
         if 'rbr' in args.methods:
             steps.append(('rbr', lambda: run_rbr(ctx, src, expected, args.rbr_limit)))
         if 'copy' in args.methods:
-            steps.append(('copy', lambda: run_copy(ctx, csv_dir, expected)))
+            steps.append(('copy', lambda: run_copy(ctx, src, csv_dir, expected)))
         runs = dict((name, []) for name, _step in steps)
         for round_no in range(1, args.repeat + 1):
             if args.repeat > 1:

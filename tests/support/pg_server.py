@@ -21,6 +21,11 @@ import subprocess
 import tempfile
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The app schema is the app_schema role's own migrations, applied in order: one source of truth for the DDL.
+APP_SCHEMA_MIGRATIONS = tuple(sorted(glob.glob(os.path.join(REPO, 'roles', 'app_schema', 'files', 'migrations', '[0-9]*.sql'))))
+
+
 class ServerError(RuntimeError):
     """initdb or pg_ctl failed; the message ends with the tail of the server log."""
 
@@ -137,3 +142,17 @@ class ThrowawayServer(object):
 
     def drop_database(self, name):
         self.query('postgres', 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+
+    def make_app_template(self, name):
+        """A new database ``name`` holding the app schema (the app_schema role's migrations, in one transaction)."""
+        self.make_database(name)
+        conn = self.connect(name)
+        try:
+            conn.autocommit = False
+            for path in APP_SCHEMA_MIGRATIONS:
+                with open(path) as handle:
+                    conn.cursor().execute(handle.read())
+            conn.commit()
+        finally:
+            conn.close()
+        return name

@@ -36,11 +36,11 @@ for _path in (REPO / 'collections', REPO / 'tests' / 'support'):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-# The app schema is the app_schema role's own migrations, applied in order: one source of truth for the DDL.
-APP_SCHEMA_MIGRATIONS = sorted((REPO / 'roles' / 'app_schema' / 'files' / 'migrations').glob('[0-9]*.sql'))
 UNPRIVILEGED_USER = 'nobody'
 
-from pg_server import ThrowawayServer, find_bindir  # noqa: E402  (tests/support is on sys.path only from here)
+from pg_server import APP_SCHEMA_MIGRATIONS as _MIGRATION_PATHS, ThrowawayServer, find_bindir  # noqa: E402
+# (tests/support is on sys.path only from here.)  The app_schema role's migrations, in order.
+APP_SCHEMA_MIGRATIONS = [pathlib.Path(path) for path in _MIGRATION_PATHS]
 
 
 class PostgresServer(ThrowawayServer):
@@ -83,15 +83,7 @@ def postgresql_server():
 @pytest.fixture(scope='session')
 def app_template(postgresql_server):
     """A template database holding the app schema (the app_schema role's migrations)."""
-    name = postgresql_server.create_database('app_template')
-    conn = postgresql_server.connect(name)
-    try:
-        for migration in APP_SCHEMA_MIGRATIONS:
-            conn.cursor().execute(migration.read_text())
-        conn.commit()
-    finally:
-        conn.close()
-    return name
+    return postgresql_server.make_app_template('app_template_%d' % os.getpid())
 
 
 @pytest.fixture
