@@ -380,7 +380,7 @@ def main():
         for warning in exc.details.get('mapping_warnings') or []:
             module.warn(warning)
         module.fail_json(msg=exc.msg, **exc.details)
-    except Exception as exc:  # a bug: still a clear failure, the stack only with -vvv
+    except Exception as exc:  # a bug: still a clear failure; the stack only with ANSIBLE_DISPLAY_TRACEBACK=error
         module.fail_json(msg='sqlite_to_postgresql stopped on an unexpected %s: %s; the transaction was rolled back '
                          '(please report this as a bug)' % (type(exc).__name__, exc), exception=traceback.format_exc())
     for warning in result.get('mapping_warnings') or []:

@@ -197,3 +197,14 @@ def test_a_source_that_breaks_mid_load_is_rolled_back(postgresql_server, app_db,
     assert_clean_failure(outcome, 'the source %s failed (DatabaseError: database disk image is malformed)' % src,
                          'rolled back, nothing was written')
     assert agents_in(postgresql_server, app_db) == 0
+
+
+def test_an_unforeseen_error_is_a_clear_failure(monkeypatch, capsys, tmp_path):
+    """A bug still ends in fail_json; the stack goes to its ``exception`` key, which Ansible shows only when asked."""
+    def broken(*_args, **_kwargs):
+        raise RuntimeError('boom')
+    monkeypatch.setattr(module, 'run', broken)
+    result = run_module({'src': small_app(tmp_path)}, capsys)
+    assert result['failed'] is True
+    assert result['msg'].startswith('sqlite_to_postgresql stopped on an unexpected RuntimeError: boom; the transaction was rolled back')
+    assert 'Traceback' not in result['msg']
