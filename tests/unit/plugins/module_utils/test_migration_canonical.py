@@ -451,3 +451,65 @@ def test_integer_epochs_agree_with_their_text_and_with_datetime(value):
 ])
 def test_float_epochs(value, expected):
     assert canon.TimestampConverter()(value) == expected
+
+
+def _problem(func, *args):
+    with pytest.raises(Problem) as info:
+        func(*args)
+    return info.value.cls, info.value.rule, info.value.value
+
+
+@pytest.mark.parametrize('func, args, expected', [
+    (canon.jsonb_text, ('nope',), ('json', 'invalid JSON (Expecting value)', 'nope')),
+    (canon.jsonb_text, ('[1,',), ('json', 'invalid JSON (Expecting value)', '[1,')),
+    (canon.jsonb_text, ('{"a": 1}', canon.JSON_ARRAY), ('json', 'expected a JSON array', '{"a": 1}')),
+    (canon.jsonb_text, ('[1]', canon.JSON_OBJECT), ('json', 'expected a JSON object', '[1]')),
+    (canon.to_integer, ('1.5', -10, 10), ('type', 'not an integer', '1.5')),
+    (canon.to_integer, (True, -10, 10), ('type', 'not an integer', True)),
+    (canon.to_integer, (11, -10, 10), ('type', 'integer out of range -10..10', 11)),
+    (canon.to_integer, ('-11', -10, 10), ('type', 'integer out of range -10..10', '-11')),
+    (canon.TimestampConverter(), ('2024-01-01 25:00',), ('timestamp', 'invalid date or time (hour must be in 0..23)',
+                                                         '2024-01-01 25:00')),
+    (canon.TimestampConverter(), ('9999-12-31T23:00:00-05:00',), ('timestamp', 'timestamp out of the range 0001..9999',
+                                                                  '9999-12-31T23:00:00-05:00')),
+    (canon.TimestampConverter(), ('0001-01-01T00:00:00+05:00',), ('timestamp', 'timestamp out of the range 0001..9999',
+                                                                  '0001-01-01T00:00:00+05:00')),
+    (canon.TimestampConverter(), ('yesterday',), ('timestamp', 'not an ISO-8601 timestamp, epoch seconds or epoch '
+                                                  'milliseconds', 'yesterday')),
+])
+def test_problems_name_their_rule_and_keep_the_raw_value(func, args, expected):
+    # The problem report shows the rule and an excerpt of the raw value: both are the operator's only clue.
+    assert _problem(func, *args) == expected
+
+
+@pytest.mark.parametrize('low, high', [(-10, 10), (0, 0)])
+def test_integer_range_bounds_are_inclusive(low, high):
+    assert canon.to_integer(low, low, high) == low and canon.to_integer(high, low, high) == high
+    assert canon.to_integer(str(high), low, high) == high and canon.to_integer(float(low), low, high) == low
+
+
+@pytest.mark.parametrize('zone, minutes', [
+    ('+05:30', 330), ('-05:30', -330), ('+0545', 345), ('-0930', -570), ('+14', 840), ('-11', -660), ('+15:59', 959),
+    ('-15:59', -959), ('+00:01', 1), ('-00:45', -45),
+])
+def test_offsets_computed_afresh(monkeypatch, zone, minutes):
+    # The converter keeps valid offsets in a module-level cache: start from an empty one, so the arithmetic runs.
+    monkeypatch.setattr(canon, '_OFFSETS', {None: 0, 'Z': 0, 'z': 0, 'UTC': 0, 'GMT': 0})
+    local = datetime.datetime(2024, 6, 1, 12, 0, 0)
+    expected = _utc(local - datetime.timedelta(minutes=minutes))
+    convert = canon.TimestampConverter()
+    assert convert('2024-06-01T12:00:00' + zone) == expected
+    monkeypatch.setattr(canon, '_OFFSETS', {None: 0, 'Z': 0, 'z': 0, 'UTC': 0, 'GMT': 0})
+    if len(zone) == 6:
+        assert convert('2024-06-01T12:00:00.000' + zone) == expected
+
+
+@pytest.mark.parametrize('zone', ['+16:00', '-16', '+01:60', '+0060'])
+def test_offsets_out_of_range_computed_afresh(monkeypatch, zone):
+    monkeypatch.setattr(canon, '_OFFSETS', {None: 0, 'Z': 0, 'z': 0, 'UTC': 0, 'GMT': 0})
+    text = '2024-06-01T12:00:00' + zone
+    assert _problem(canon.TimestampConverter(), text) == ('timestamp', 'time zone offset out of range', text)
+
+
+def test_float8_infinities():
+    assert (canon.float8_text(float('inf')), canon.float8_text(float('-inf'))) == ('Infinity', '-Infinity')
