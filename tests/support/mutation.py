@@ -25,6 +25,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PREFIX = os.path.join('ansible_collections', 'agent_ui', 'postgresql')
+# mutmut from the interpreter's own environment (the venv), else from PATH.
+MUTMUT = shutil.which('mutmut', path=os.path.dirname(sys.executable)) or 'mutmut'
 SETUP_CFG = """[mutmut]
 source_paths = {source}
 also_copy =
@@ -65,11 +67,11 @@ def main(argv=None):
         handle.write(SETUP_CFG.format(source=os.path.join(PREFIX, args.source), prefix=PREFIX,
                                       tests='\n    '.join(os.path.join(PREFIX, test) for test in args.tests)))
     env = dict(os.environ, HYPOTHESIS_PROFILE='repeatable', PY_COLORS='0')
-    run = subprocess.run(['mutmut', 'run', '--max-children', os.environ.get('MUTATION_JOBS', '1')], cwd=workdir, env=env,
+    run = subprocess.run([MUTMUT, 'run', '--max-children', os.environ.get('MUTATION_JOBS', '1')], cwd=workdir, env=env,
                          check=False)
     if run.returncode != 0:
         return run.returncode
-    results = subprocess.run(['mutmut', 'results', '--all', 'true'], cwd=workdir, env=env, check=True,
+    results = subprocess.run([MUTMUT, 'results', '--all', 'true'], cwd=workdir, env=env, check=True,
                              stdout=subprocess.PIPE, universal_newlines=True).stdout
     statuses = re.findall(r'^\s*\S+__mutmut_\d+: (\S+)', results, re.M)
     survivors = [line.strip() for line in results.splitlines() if line.rstrip().endswith(': survived')]
