@@ -513,3 +513,29 @@ def test_offsets_out_of_range_computed_afresh(monkeypatch, zone):
 
 def test_float8_infinities():
     assert (canon.float8_text(float('inf')), canon.float8_text(float('-inf'))) == ('Infinity', '-Infinity')
+
+
+# What PostgreSQL 15 printed for these doubles (SET extra_float_digits = 1; SELECT v::float8::text), recorded so that
+# the large-value rules are pinned without a server; test_float8_text_is_what_postgresql_prints checks more live.
+POSTGRESQL_FLOAT8_TEXT = [
+    (1e15, '1e+15'), (-1e15, '-1e+15'), (1234567890123456.0, '1.234567890123456e+15'),
+    (-1234567890123456.0, '-1.234567890123456e+15'), (1000000000000002.0, '1.000000000000002e+15'),
+    (9007199254740992.0, '9.007199254740992e+15'), (2.7021597764222976e+16, '2.7021597764222976e+16'),
+    (7e22, '7.0000000000000004e+22'), (1e23, '9.999999999999999e+22'), (-7e22, '-7.0000000000000004e+22'),
+    (1.7976931348623157e308, '1.7976931348623157e+308'), (9.223372036854776e18, '9.223372036854776e+18'),
+    (1.2345678901234568e17, '1.2345678901234568e+17'), (5e-324, '5e-324'), (0.1, '0.1'), (-0.0, '-0'),
+]
+
+
+@pytest.mark.parametrize('value, text', POSTGRESQL_FLOAT8_TEXT, ids=[text for _value, text in POSTGRESQL_FLOAT8_TEXT])
+def test_float8_text_equals_recorded_postgresql_output(value, text):
+    assert canon.float8_text(value) == text
+
+
+@pytest.mark.parametrize('value, expected', [
+    (b'ab\xffcd', ('utf8', 'text is not valid UTF-8 (byte 2)', b'ab\xffcd')),
+    ('a\x00b', ('nul', 'text contains a NUL character', 'a\x00b')),
+    (b'a\x00b', ('nul', 'text contains a NUL character', 'a\x00b')),
+])
+def test_decode_text_problems(value, expected):
+    assert _problem(canon.decode_text, value) == expected
