@@ -45,6 +45,13 @@ def test_installed_server_is_offered_by_the_mirror(host):
 
 
 def test_server_runs_from_the_pgdg_install(host):
-    assert host.service("postgresql@15-main").is_running
-    out = host.run("runuser -u postgres -- psql -XAtc 'SHOW server_version_num'").stdout.strip()
-    assert out.startswith("15")
+    """The running postmaster is postgresql-15's binary, at the version the mirror publishes."""
+    pid = host.run("systemctl show -p MainPID --value postgresql@15-main").stdout.strip()
+    assert pid not in ("", "0"), "postgresql@15-main has no main process"
+    binary = host.file("/proc/{}/cmdline".format(pid)).content.split(b"\0")[0].decode()
+    assert host.run("dpkg -S " + binary).stdout.split(":")[0] == "postgresql-15", binary
+    installed = host.run("dpkg-query -W -f '${Version}' postgresql-15").stdout.strip()
+    published = host.run("cat /srv/pgdg/repo/dists/bookworm-pgdg/main/binary-*/Packages").stdout
+    assert "Package: postgresql-15\nVersion: {}\n".format(installed) in published, installed
+    out = host.run("runuser -u postgres -- psql -XAtc 'SHOW server_version'").stdout.strip()
+    assert out.split()[0] == installed.split("-")[0].split("+")[0], (out, installed)
