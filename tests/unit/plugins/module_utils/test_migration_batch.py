@@ -139,15 +139,19 @@ def _pg(cur, sql, value):
     return cur.fetchone()[0]
 
 
+def _number_input(value):
+    """What a numeric column's converter may read: a number, or number text (stripped); None for anything else."""
+    if isinstance(value, (str, bytes)):
+        text = _text_of(value)
+        return text.strip() if text is not None and NUMBER_TEXT.match(text.strip()) else None
+    return value if type(value) in (int, float) else None
+
+
 def oracle_f8(cur, value):
     if value is None:
         return NULL
-    if isinstance(value, (str, bytes)):
-        text = _text_of(value)
-        value = text.strip() if text is not None and NUMBER_TEXT.match(text.strip()) else None
-        if value is None:
-            return None
-    elif type(value) not in (int, float):
+    value = _number_input(value)
+    if value is None:
         return None
     return _pg(cur, 'SELECT (%s)::float8::text', value)
 
@@ -158,12 +162,8 @@ def oracle_n(cur, value):
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None  # a real that is not a number is not a numeric
-    if isinstance(value, (str, bytes)):
-        text = _text_of(value)
-        value = text.strip() if text is not None and NUMBER_TEXT.match(text.strip()) else None
-        if value is None:
-            return None
-    elif type(value) not in (int, float):
+    value = _number_input(value)
+    if value is None:
         return None
     return _pg(cur, 'SELECT CASE WHEN v BETWEEN 0 AND 100 THEN v::text END FROM (SELECT (%s)::numeric(1000, 2) AS v) s', value)
 
