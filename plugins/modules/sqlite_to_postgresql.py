@@ -108,7 +108,6 @@ options:
         listed in C(docs/migration.md).
     type: str
     default: 5s
-    version_added: "0.2.0"
   policies:
     description:
       - Policy per problem class, as a dict of class name to V(fail), V(skip_row) or V(fix). Classes not listed
