@@ -61,7 +61,11 @@ _STRICT = resolve_policies(None)
 _BARE_WORD = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
 
 # finish: the keys and indexes, added after the load; links: the foreign keys, added once every table has its keys.
-GenericTable = collections.namedtuple('GenericTable', ['spec', 'pg_types', 'create', 'finish', 'links', 'warnings'])
+# steps: each DDL statement -> what it creates ("index x", "foreign key y"), named if PostgreSQL refuses it.
+# partial: the partial indexes, as PartialIndex; their WHERE clause is SQLite's and is tried before the load.
+GenericTable = collections.namedtuple('GenericTable', ['spec', 'pg_types', 'create', 'finish', 'links', 'warnings', 'steps', 'partial'])
+# name, unique, the statement that creates it, the same without a name (to try the WHERE clause alone), SQLite's SQL.
+PartialIndex = collections.namedtuple('PartialIndex', ['name', 'unique', 'statement', 'probe', 'sql'])
 
 
 def map_type(declared):
@@ -344,7 +348,7 @@ def generic_tables(conn, schema, casts=None):
     for name in order:
         planned.append(_plan_table(conn, schema, name, info[name], indexes[name], pks, fks[name], casts))
     _check_key_types(planned)
-    return planned, notices + view_warnings(conn)
+    return planned, notices + view_warnings(conn) + trigger_warnings(conn)
 
 
 def view_warnings(conn):
@@ -358,6 +362,20 @@ def view_warnings(conn):
     rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY name").fetchall()
     return ['view %s not recreated (its SQL is SQLite\'s: port it to PostgreSQL by hand): %s' % (_decoded(name), _decoded(sql).strip())
             for name, sql in rows]
+
+
+def trigger_warnings(conn):
+    """One warning per SQLite trigger, naming it, its table and its SQL: triggers are not recreated.
+
+    A SQLite trigger's body is SQLite SQL run per row; PostgreSQL needs a trigger function
+    (PL/pgSQL) called by a CREATE TRIGGER, and the semantics differ: SQLite has no statement
+    triggers, fires BEFORE triggers with different visibility of the row being written,
+    its RAISE() and WHEN differ, and the body would still be SQLite's SQL.  Each trigger is
+    for the operator to port, as the views are.
+    """
+    rows = conn.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY tbl_name, name").fetchall()
+    return ['trigger %s on %s not recreated (its body is SQLite SQL and PostgreSQL needs a trigger function: port it by '
+            'hand): %s' % (_decoded(name), _decoded(table), _decoded(sql).strip()) for name, table, sql in rows]
 
 
 def _decoded(value):
@@ -532,10 +550,13 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
         defs.append(' '.join(parts))
     target = qualified(schema, name)
     create = ['CREATE TABLE %s (%s)' % (target, ', '.join(defs))]
-    finish = []
+    steps = dict((statement, 'CREATE TABLE') for statement in create)
+    finish, partial = [], []
     if pk:
+        pk_name = constraint_name(name, [], 'pkey')
         finish.append('ALTER TABLE %s ADD CONSTRAINT %s PRIMARY KEY (%s)' % (
-            target, quote_ident(constraint_name(name, [], 'pkey')), ', '.join(quote_ident(c) for c in pk)))
+            target, quote_ident(pk_name), ', '.join(quote_ident(c) for c in pk)))
+        steps[finish[-1]] = 'primary key %s' % pk_name
     uniques = []
     for index in indexes:
         names = [c['name'] for c in index['columns']]
@@ -545,8 +566,10 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
             raise MigrationError('index %s on %s uses an expression; generic mode recreates column indexes only' % (index['name'], name))
         if index['origin'] == 'u':
             uniques.append(tuple(names))
+            unique_name = constraint_name(name, names, 'key')
             finish.append('ALTER TABLE %s ADD CONSTRAINT %s UNIQUE (%s)' % (
-                target, quote_ident(constraint_name(name, names, 'key')), ', '.join(quote_ident(c) for c in names)))
+                target, quote_ident(unique_name), ', '.join(quote_ident(c) for c in names)))
+            steps[finish[-1]] = 'UNIQUE constraint %s' % unique_name
             continue
         where = ''
         if index['partial']:
@@ -554,9 +577,13 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
             where = ' WHERE ' + match.group(1).strip() if match else ''
         elif index['unique']:
             uniques.append(tuple(names))
-        finish.append('CREATE %sINDEX %s ON %s (%s)%s' % (
-            'UNIQUE ' if index['unique'] else '', quote_ident(index['name']), target,
-            ', '.join(quote_ident(c['name']) + (' DESC' if c['desc'] else '') for c in index['columns']), where))
+        on = 'ON %s (%s)%s' % (target, ', '.join(quote_ident(c['name']) + (' DESC' if c['desc'] else '') for c in index['columns']), where)
+        kind = 'UNIQUE ' if index['unique'] else ''
+        finish.append('CREATE %sINDEX %s %s' % (kind, quote_ident(index['name']), on))
+        steps[finish[-1]] = '%sindex %s' % ('partial ' if index['partial'] else kind.lower(), index['name'])
+        if index['partial']:
+            partial.append(PartialIndex(index['name'], bool(index['unique']), finish[-1], 'CREATE %sINDEX %s' % (kind, on),
+                                        _decoded(index['sql']).strip()))
     specs_fks, links = [], []
     for fk in fks:
         parent_cols = fk['parent_columns']
@@ -565,9 +592,10 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
         links.append('ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) ON DELETE %s ON UPDATE %s' % (
             target, quote_ident(fk_name), ', '.join(quote_ident(c) for c in fk['columns']), qualified(schema, fk['parent']),
             ', '.join(quote_ident(c) for c in parent_cols), fk['on_delete'].upper(), fk['on_update'].upper()))
+        steps[links[-1]] = 'foreign key %s' % fk_name
     if pk and not identity:
         # Keys SQLite keeps apart can load as equal (1 and '1' in an untyped column): checked like UNIQUE.
         uniques.insert(0, tuple(pk))
     spec = TableSpec(name, name, cols, pk=pk, uniques=uniques, fks=specs_fks, identity=pk[0] if identity else None,
                      source_order=None if pk else '', row_id=None if pk else _row_id(columns, table_sql))
-    return GenericTable(spec, pg_types, create, finish, links, warnings)
+    return GenericTable(spec, pg_types, create, finish, links, warnings, steps, partial)

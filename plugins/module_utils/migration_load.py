@@ -582,6 +582,7 @@ class _Migration(object):
         self.deferrable_tables = None
         self.rebuilt = {}
         self.locking = None  # what the statement that may wait for a table lock locks (named if lock_timeout ends it)
+        self.skipped_indexes = set()  # generic mode: partial indexes whose WHERE clause PostgreSQL refuses
 
     def _lock(self, what, sql, args=None):
         """Execute ``sql``, a statement that takes a table lock, on ``what`` (named if lock_timeout ends it)."""
@@ -754,8 +755,63 @@ class _Migration(object):
     def _finish_generic(self, created):
         """Keys and indexes of every created table, then the foreign keys (whose targets need those keys)."""
         tables = [self.plan.generic[spec.name] for spec in self.plan.specs if spec.name in created]
-        for statement in [s for table in tables for s in table.finish] + [s for table in tables for s in table.links]:
+        for table, statement in [(t, s) for t in tables for s in t.finish] + [(t, s) for t in tables for s in t.links]:
+            if statement not in self.skipped_indexes:
+                self._ddl(table, statement)
+
+    def _ddl(self, table, statement):
+        """Run one generic-mode DDL statement of ``table``; a refusal names the table, what it creates and the statement."""
+        try:
             self.cur.execute(statement)
+        except psycopg2.Error as exc:
+            raise _refused(table, statement, exc)
+
+    def _try_partial_indexes(self, tables):
+        """Try the WHERE clause of each partial index on the new, still empty tables, before any row is loaded.
+
+        The clause is copied from SQLite and may use SQLite's functions or syntax (GLOB,
+        julianday()).  Each is tried alone (an unnamed index, in a savepoint rolled back at
+        once).  A plain index PostgreSQL refuses is left out with a mapping warning: an index is
+        not data.  A UNIQUE one is a constraint on the data, so the run stops here, before COPY.
+        """
+        for table in tables:
+            for index in table.partial:
+                self.cur.execute('SAVEPOINT agent_ui_partial_index')
+                refused = None
+                try:
+                    self.cur.execute(index.probe)
+                except psycopg2.Error as exc:
+                    if getattr(exc, 'pgcode', None) is None or exc.pgcode[:2] not in ('42', '22'):
+                        raise _refused(table, index.statement, exc)
+                    refused = str(exc).strip().splitlines()[0]
+                self.cur.execute('ROLLBACK TO SAVEPOINT agent_ui_partial_index')
+                self.cur.execute('RELEASE SAVEPOINT agent_ui_partial_index')  # back in the subtransaction COPY FREEZE needs
+                if refused is None:
+                    continue
+                if index.unique:
+                    raise MigrationError(
+                        'table %s, UNIQUE index %s: PostgreSQL refuses its WHERE clause (SQLite SQL), so the uniqueness it '
+                        'enforces cannot be kept; rewrite or drop the index in the source first. Rolled back, nothing was '
+                        'written. The statement: %s. PostgreSQL said: %s' % (table.spec.name, index.name, index.statement, refused),
+                        table=table.spec.name, statement=index.statement)
+                self.skipped_indexes.add(index.statement)
+                self.plan.warnings.append('index %s on %s not recreated (PostgreSQL refuses its WHERE clause, which is SQLite '
+                                          'SQL: port it by hand): %s. PostgreSQL said: %s' % (index.name, table.spec.name, index.sql,
+                                                                                              refused))
+
+    def _missing_partial_indexes(self):
+        """On a re-run into existing tables: a mapping warning for each partial index the target does not have."""
+        for spec in self.plan.specs:
+            table = self.plan.generic[spec.name]
+            if not table.partial:
+                continue
+            self.cur.execute('SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s', (self.schema, spec.name))
+            have = set(row[0] for row in self.cur.fetchall())
+            for index in table.partial:
+                if index.name not in have:
+                    self.plan.warnings.append('index %s on %s not recreated (it is not in the target; PostgreSQL refused its '
+                                              'WHERE clause, which is SQLite SQL, when the tables were created: port it by hand): '
+                                              '%s' % (index.name, spec.name, index.sql))
 
     def _set_identities(self):
         """Move each identity past max(max(id), sqlite_sequence.seq): AUTOINCREMENT never hands an id out twice.
@@ -832,6 +888,8 @@ class _Migration(object):
     def run(self):
         _session(self.cur, self.schema, self.params['lock_timeout'])
         self._inspect()
+        if self.plan.mode == 'generic' and self.existing:
+            self._missing_partial_indexes()
         names = self.plan.names
         before = _counts(self.cur, self.schema, names, self.existing)
         action, differences = 'load', None
@@ -853,7 +911,8 @@ class _Migration(object):
         if self.plan.mode == 'generic' and not self.existing:
             for spec in self.plan.specs:
                 for statement in self.plan.generic[spec.name].create:
-                    self.cur.execute(statement)
+                    self._ddl(self.plan.generic[spec.name], statement)
+            self._try_partial_indexes([self.plan.generic[name] for name in names])
             fresh = set(names)
         elif action == 'replace' or (self.plan.mode == 'generic' and self.existing):
             self._lock('tables %s (ACCESS EXCLUSIVE, to TRUNCATE them)' % ', '.join(names),
@@ -920,6 +979,15 @@ class _Migration(object):
         if differences:
             result['replaced'] = differences
         return result
+
+
+def _refused(table, statement, exc):
+    """The MigrationError for a generic-mode DDL statement PostgreSQL refused (a lock timeout stays itself)."""
+    if getattr(exc, 'pgcode', None) == LOCK_NOT_AVAILABLE:
+        return exc
+    return MigrationError('table %s, %s: PostgreSQL refused this step, rolled back, nothing was written. The statement: %s. '
+                          'PostgreSQL said: %s' % (table.spec.name, table.steps.get(statement, 'DDL'), statement, str(exc).strip()),
+                          table=table.spec.name, statement=statement)
 
 
 def _table_counts(source_pass):

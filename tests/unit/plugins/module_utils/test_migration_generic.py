@@ -451,6 +451,103 @@ def test_views_are_named_with_their_sql_and_not_recreated(postgresql_server, emp
 
 
 # ---------------------------------------------------------------------------
+# Triggers: named with their table and SQL, not recreated
+# ---------------------------------------------------------------------------
+
+def test_triggers_are_named_with_their_table_and_sql_and_not_recreated(postgresql_server, empty_db, tmp_path):
+    """A SQLite trigger body is SQLite SQL; PostgreSQL needs a trigger function, so each is a warning to port it."""
+    path = _sqlite_file(tmp_path, 'triggers.sqlite', """
+        CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, updated TEXT);
+        CREATE TABLE "audit trail" (at TEXT, what TEXT);
+        CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN
+          UPDATE t SET updated = datetime('now') WHERE id = NEW.id;
+        END;
+        CREATE TRIGGER "log insert" AFTER INSERT ON t BEGIN INSERT INTO "audit trail" VALUES (datetime('now'), NEW.name); END;
+        CREATE TRIGGER trail_guard BEFORE DELETE ON "audit trail" BEGIN SELECT RAISE(ABORT, 'append only'); END;
+        INSERT INTO t (name) VALUES ('a');
+    """)
+    result = migration_load.run(dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='trg'))
+    assert result['mapping_warnings'] == [
+        'trigger trail_guard on audit trail not recreated (its body is SQLite SQL and PostgreSQL needs a trigger function: '
+        'port it by hand): CREATE TRIGGER trail_guard BEFORE DELETE ON "audit trail" BEGIN SELECT RAISE(ABORT, \'append only\'); END',
+        'trigger log insert on t not recreated (its body is SQLite SQL and PostgreSQL needs a trigger function: port it by hand): '
+        'CREATE TRIGGER "log insert" AFTER INSERT ON t BEGIN INSERT INTO "audit trail" VALUES (datetime(\'now\'), NEW.name); END',
+        'trigger t_touch on t not recreated (its body is SQLite SQL and PostgreSQL needs a trigger function: port it by hand): '
+        'CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN\n          UPDATE t SET updated = datetime(\'now\') WHERE id = NEW.id;\n'
+        '        END',
+    ]
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_trigger g JOIN pg_class c ON c.oid = g.tgrelid "
+                                             "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                             "WHERE n.nspname = 'trg' AND NOT g.tgisinternal") == [(0,)]
+    assert postgresql_server.query(empty_db, 'SELECT count(*) FROM trg."audit trail"') == [(1,)]  # the trigger ran in SQLite
+    rerun = migration_load.run(dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='trg'))
+    assert rerun['changed'] is False and rerun['mapping_warnings'] == result['mapping_warnings']
+
+
+# ---------------------------------------------------------------------------
+# DDL PostgreSQL refuses: partial indexes with SQLite-only WHERE clauses, named steps
+# ---------------------------------------------------------------------------
+
+PARTIAL = """
+    CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, d TEXT, qty INTEGER);
+    INSERT INTO t (name, d, qty) VALUES ('ab', '2024-01-01', 5), ('ba', NULL, 20), ('ab', '2024-01-02', 30);
+    CREATE INDEX t_glob ON t (name) WHERE name GLOB 'a*';
+    CREATE INDEX t_dated ON t (d) WHERE julianday(d) > 0;
+    CREATE INDEX t_big ON t (qty) WHERE qty > 10;
+"""
+
+
+def test_a_partial_index_postgresql_refuses_is_left_out_with_a_warning(postgresql_server, empty_db, tmp_path):
+    """An index is not data: one whose SQLite WHERE clause PostgreSQL refuses is not recreated, and the load goes on."""
+    path = _sqlite_file(tmp_path, 'partial.sqlite', PARTIAL)
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='pi')
+    result = migration_load.run(params)
+    assert result['validation']['checksums_match'] and result['tables']['t']['loaded_rows'] == 3
+    dated, glob = sorted(result['mapping_warnings'])
+    assert glob.startswith('index t_glob on t not recreated (PostgreSQL refuses its WHERE clause, which is SQLite SQL: port '
+                           'it by hand): CREATE INDEX t_glob ON t (name) WHERE name GLOB \'a*\'. PostgreSQL said: ')
+    assert 'syntax error at or near "GLOB"' in glob
+    assert dated.startswith('index t_dated on t not recreated (') and 'function julianday(text) does not exist' in dated
+    indexes = dict(postgresql_server.query(empty_db, "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'pi'"))
+    assert sorted(indexes) == ['t_big', 't_pkey'] and 'WHERE (qty > 10)' in indexes['t_big']
+    rerun = migration_load.run(params)
+    assert rerun['changed'] is False
+    assert sorted(w.split(' (')[0] for w in rerun['mapping_warnings']) == ['index t_dated on t not recreated', 'index t_glob on t not recreated']
+    assert all('is not in the target' in w for w in rerun['mapping_warnings'])
+
+
+def test_a_unique_partial_index_postgresql_refuses_stops_the_run_naming_it(postgresql_server, empty_db, tmp_path):
+    """A UNIQUE partial index is a constraint on the data: refused before any row is loaded, nothing left behind."""
+    path = _sqlite_file(tmp_path, 'partial.sqlite', PARTIAL + "CREATE UNIQUE INDEX t_one_a ON t (d) WHERE name GLOB 'a*';")
+    params = dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='pu')
+    with pytest.raises(MigrationError) as raised:
+        migration_load.run(params)
+    msg = raised.value.msg
+    assert msg.startswith('table t, UNIQUE index t_one_a: PostgreSQL refuses its WHERE clause (SQLite SQL)')
+    assert 'The statement: CREATE UNIQUE INDEX "t_one_a" ON "pu"."t" ("d") WHERE name GLOB \'a*\'.' in msg
+    assert 'syntax error at or near "GLOB"' in msg and 'nothing was written' in msg
+    assert raised.value.details['table'] == 't' and 'problems' not in raised.value.details
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'pu'") == [(0,)]
+
+
+def test_a_step_postgresql_refuses_names_the_table_what_it_creates_and_the_statement(postgresql_server, empty_db, tmp_path):
+    """SQLite names UNIQUE's index itself; PostgreSQL's t_a_key then collides with the source's own index t_a_key."""
+    path = _sqlite_file(tmp_path, 'clash.sqlite', """
+        CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT UNIQUE, b TEXT);
+        CREATE INDEX t_a_key ON t (b);
+        INSERT INTO t (a, b) VALUES ('x', 'y');
+    """)
+    with pytest.raises(MigrationError) as raised:
+        migration_load.run(dict(postgresql_server.params(empty_db), src=path, mode='generic', target_schema='clash'))
+    msg = raised.value.msg
+    assert re.match(r'table t, (index t_a_key|UNIQUE constraint t_a_key): PostgreSQL refused this step, rolled back, nothing was '
+                    r'written\. The statement: (CREATE INDEX "t_a_key"|ALTER TABLE "clash"\."t" ADD CONSTRAINT "t_a_key")', msg), msg
+    assert 'PostgreSQL said: relation "t_a_key" already exists' in msg
+    assert raised.value.details['statement'] in msg
+    assert postgresql_server.query(empty_db, "SELECT count(*) FROM pg_namespace WHERE nspname = 'clash'") == [(0,)]
+
+
+# ---------------------------------------------------------------------------
 # Identifiers and PostgreSQL's 63-byte limit
 # ---------------------------------------------------------------------------
 
