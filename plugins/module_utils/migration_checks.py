@@ -97,6 +97,11 @@ class TableSpec(object):
         self.row_id = row_id
 
     @property
+    def key_name(self):
+        """What names a row in messages: the primary key's columns, else the rowid's name, else 'row'."""
+        return '/'.join(self.pk) or self.row_id or 'row'
+
+    @property
     def column_names(self):
         return [col.name for col in self.columns]
 
@@ -743,7 +748,7 @@ class TableChecker(object):
                 continue
             names = ','.join(self.spec.columns[i].name for i in idx)
             shown = ','.join(copy_unescape(values[i]) for i in idx)
-            found.append((Problem('unique', 'duplicate %s, first used by %s %s' % (names, '/'.join(self.spec.pk) or self.spec.row_id, first),
+            found.append((Problem('unique', 'duplicate %s, first used by %s %s' % (names, self.spec.key_name, first),
                                   shown, names), self.policies['unique']))
 
     def _remember_uniques(self, row, values):

@@ -359,9 +359,8 @@ def view_warnings(conn):
     functions and GROUP BY's bare columns differ.  A view that loads without error could
     answer differently, so none is recreated; each is for the operator to port.
     """
-    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view' ORDER BY name").fetchall()
-    return ['view %s not recreated (its SQL is SQLite\'s: port it to PostgreSQL by hand): %s' % (_decoded(name), _decoded(sql).strip())
-            for name, sql in rows]
+    return ['view %s not recreated (its SQL is SQLite\'s: port it to PostgreSQL by hand): %s' % (name, sql)
+            for name, _table, sql in sqlite_source.schema_objects(conn, 'view')]
 
 
 def trigger_warnings(conn):
@@ -373,13 +372,8 @@ def trigger_warnings(conn):
     its RAISE() and WHEN differ, and the body would still be SQLite's SQL.  Each trigger is
     for the operator to port, as the views are.
     """
-    rows = conn.execute("SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY tbl_name, name").fetchall()
     return ['trigger %s on %s not recreated (its body is SQLite SQL and PostgreSQL needs a trigger function: port it by '
-            'hand): %s' % (_decoded(name), _decoded(table), _decoded(sql).strip()) for name, table, sql in rows]
-
-
-def _decoded(value):
-    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else value or ''
+            'hand): %s' % (name, table, sql) for name, table, sql in sqlite_source.schema_objects(conn, 'trigger')]
 
 
 _INTEGER_KINDS = frozenset(('smallint', 'integer', 'bigint'))
@@ -583,7 +577,7 @@ def _plan_table(conn, schema, name, columns, indexes, pks, fks, casts):
         steps[finish[-1]] = '%sindex %s' % ('partial ' if index['partial'] else kind.lower(), index['name'])
         if index['partial']:
             partial.append(PartialIndex(index['name'], bool(index['unique']), finish[-1], 'CREATE %sINDEX %s' % (kind, on),
-                                        _decoded(index['sql']).strip()))
+                                        index['sql'].strip()))
     specs_fks, links = [], []
     for fk in fks:
         parent_cols = fk['parent_columns']

@@ -595,7 +595,7 @@ class _Migration(object):
 
     def _fail_on_problems(self, source_pass, msg):
         if source_pass.problems.fatal:
-            keys = dict((spec.name, '/'.join(spec.pk) or spec.row_id or 'row') for spec in self.plan.specs)
+            keys = dict((spec.name, spec.key_name) for spec in self.plan.specs)
             raise MigrationError('%s: %d problem(s) under the fail policy, nothing was written. By class: %s' % (
                 msg, source_pass.problems.fatal, source_pass.problems.headline(keys)),
                 problems=source_pass.problems.items, problem_summary=source_pass.problems.summary(),

@@ -49,10 +49,15 @@ class SourceError(Exception):
     """The source cannot be opened, read or backed up."""
 
 
+def _is_locked(exc):
+    """Whether a sqlite3.Error says another connection holds the file (SQLITE_BUSY or SQLITE_LOCKED)."""
+    return 'locked' in str(exc) or 'busy' in str(exc)
+
+
 def error_message(path, exc, doing='reading'):
     """What a sqlite3.Error while reading ``path`` means to the operator."""
     text = str(exc)
-    if 'locked' in text or 'busy' in text:
+    if _is_locked(exc):
         return ('the source %s is locked by another connection (%s): a writer holds it, for example the app in the middle of '
                 'a write; stop the app or wait for the write to end, then run again. Nothing was written' % (path, text))
     return '%s the source %s failed (%s: %s); rolled back, nothing was written' % (doing, path, type(exc).__name__, text)
@@ -70,7 +75,7 @@ def open_snapshot(path, timeout=5.0):
         # The first read takes the snapshot (and fails here if the file is not a database).
         conn.execute('SELECT count(*) FROM sqlite_master').fetchone()
     except sqlite3.Error as exc:
-        if 'locked' in str(exc) or 'busy' in str(exc):
+        if _is_locked(exc):
             raise SourceError(error_message(path, exc))
         raise SourceError('cannot open %s as a SQLite database: %s' % (path, exc))
     return conn
@@ -107,6 +112,12 @@ def tables(conn):
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
                         "ORDER BY name").fetchall()
     return [_text(row[0]) for row in rows]
+
+
+def schema_objects(conn, kind):
+    """[(name, table, sql)] of the source's views (``kind`` 'view') or triggers ('trigger'), by table and name."""
+    rows = conn.execute('SELECT name, tbl_name, sql FROM sqlite_master WHERE type = ? ORDER BY tbl_name, name', (kind,))
+    return [(_text(name), _text(table), (_text(sql) or '').strip()) for name, table, sql in rows]
 
 
 def virtual_tables(conn):
