@@ -1,6 +1,7 @@
 """Helpers shared by the testinfra suites of every molecule scenario."""
 import importlib.util
 import os
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -81,3 +82,12 @@ def run_playbook(*args):
     """Run ansible-playbook on the controller with molecule's environment and inventory."""
     cmd = ["ansible-playbook", "-i", inventory_file()] + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, check=False, env=os.environ.copy())
+
+
+RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+def play_recap(stdout):
+    """{host: {'ok', 'changed', 'unreachable', 'failed'}} from ansible-playbook's PLAY RECAP, in its order."""
+    return dict((row[0], dict(zip(("ok", "changed", "unreachable", "failed"), map(int, row[1:]))))
+                for row in RECAP.findall(stdout))

@@ -5,7 +5,7 @@ import pytest
 
 import testinfra
 
-from conftest import PROJECT, ansible_host, group_hosts, podman_hosts, psql, remote_psql, role_vars, run_playbook
+from conftest import PROJECT, ansible_host, group_hosts, play_recap, podman_hosts, psql, remote_psql, role_vars, run_playbook
 
 testinfra_hosts = podman_hosts("postgresql")
 
@@ -175,6 +175,6 @@ def test_check_diff_after_converge_reports_no_changes():
     """`ansible-playbook --check --diff` right after converge must find nothing to change."""
     result = run_playbook("--check", "--diff", str(PROJECT / "molecule" / "resources" / "converge.yml"))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    recap = re.findall(r"^(\S+)\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout, re.M)
+    recap = play_recap(result.stdout)
     assert recap, result.stdout[-4000:]
-    assert [name for name, changed in recap if changed != "0"] == [], result.stdout[-6000:]
+    assert [name for name, counts in recap.items() if counts["changed"]] == [], result.stdout[-6000:]

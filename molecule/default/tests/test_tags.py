@@ -8,11 +8,10 @@ import re
 
 import pytest
 
-from conftest import PROJECT, group_hosts, run_playbook
+from conftest import PROJECT, group_hosts, play_recap, run_playbook
 
 SITE = str(PROJECT / "playbooks" / "site.yml")
 DOCS = [PROJECT / "docs" / "server.md", PROJECT / "docs" / "app-schema.md"]
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 def documented_tags():
@@ -47,11 +46,11 @@ def test_the_docs_name_the_phases():
 def test_a_documented_tag_runs_alone_and_changes_nothing(tag):
     result = run_playbook(SITE, "--tags", tag, "--limit", one_host())
     assert result.returncode == 0, tail(result)
-    recap = RECAP.findall(result.stdout)
-    assert [row[0] for row in recap] == [one_host()], tail(result)
-    _name, ok, changed, unreachable, failed = recap[0]
-    assert (changed, unreachable, failed) == ("0", "0", "0"), tail(result)
-    assert int(ok) > 1, tail(result)
+    recap = play_recap(result.stdout)
+    assert list(recap) == [one_host()], tail(result)
+    counts = recap[one_host()]
+    assert (counts["changed"], counts["unreachable"], counts["failed"]) == (0, 0, 0), tail(result)
+    assert counts["ok"] > 1, tail(result)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import PROJECT, podman_hosts, run_playbook
+from conftest import PROJECT, play_recap, podman_hosts, run_playbook
 
 testinfra_hosts = podman_hosts("postgresql")
 
@@ -50,7 +50,7 @@ def as_role(host, role, statement):
 
 def changed_counts(result):
     """changed= of each host in the play recap."""
-    found = re.findall(r"^\S+\s*:\s*ok=\d+\s+changed=(\d+)\s", result.stdout, re.M)
+    found = [str(counts["changed"]) for counts in play_recap(result.stdout).values()]
     assert found, result.stdout[-4000:] + result.stderr[-2000:]
     return found
 
