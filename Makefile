@@ -7,7 +7,10 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 CACHE := $(CURDIR)/.cache
 STAMPS := $(CACHE)/stamps
-SCENARIOS ?= preflight default pgdg migration
+SCENARIOS ?= preflight default pgdg migration cluster
+# The cluster scenario's hosts install at the same time, and apt locks its archive directory: each gets a cache of its
+# own, seeded (hard links) from the shared Debian 13 cache that the scenarios before it fill.
+CLUSTER_APT_HOSTS := mol-cluster-pg1 mol-cluster-pg2 mol-cluster-pg3 mol-cluster-app
 # The apt packages come in two sets, so that the tests do not install the lab's container stack:
 # - the tests': postgresql-15, a throwaway server for the unit tests marked `server` (and the benchmark);
 #   pgloader, the migration benchmark's peer.
@@ -107,6 +110,10 @@ mutation: venv
 
 molecule: images pgdg-repo
 	@for s in $(SCENARIOS); do \
+	  if [ $$s = cluster ]; then for h in $(CLUSTER_APT_HOSTS); do \
+	    mkdir -p $(CACHE)/apt-archives/$$h/partial; \
+	    find $(CACHE)/apt-archives/trixie -maxdepth 1 -name '*.deb' -exec ln -f -t $(CACHE)/apt-archives/$$h {} + ; \
+	  done; fi; \
 	  echo "=== molecule test -s $$s ==="; \
 	  molecule test -s $$s || exit 1; \
 	done
