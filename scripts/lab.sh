@@ -126,18 +126,19 @@ down() {
 }
 
 info() {
-  ip=$(podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' agent-ui-lab-pg1)
+  ips=$(for entry in "${hosts[@]}"; do podman inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "agent-ui-lab-${entry%%:*}"; done | paste -sd,)
   cat <<INFO
 
 The lab is up: pg1, pg2 and pg3 (Debian 13, PostgreSQL 17, one cluster with streaming replication), network $network.
 Log in: ssh -F $sshdir/config agent-ui-lab-pg1 (Ansible goes the same way).
-Connect with TLS verified against the lab CA (password: see inventories/lab/group_vars/postgresql.yml):
+Connect to whichever node is the primary now, with TLS verified against the lab CA (password: see
+inventories/lab/group_vars/postgresql.yml):
 
-  podman exec -it agent-ui-lab-pg2 psql "host=pg1 dbname=agent_ui user=agent_ui_app sslmode=verify-full sslrootcert=/etc/ssl/certs/agent-ui-postgresql-ca.pem"
+  podman exec -it agent-ui-lab-pg2 psql "host=pg1,pg2,pg3 target_session_attrs=read-write dbname=agent_ui user=agent_ui_app sslmode=verify-full sslrootcert=/etc/ssl/certs/agent-ui-postgresql-ca.pem"
 
 or from this machine:
 
-  psql "host=$ip dbname=agent_ui user=agent_ui_app sslmode=verify-full sslrootcert=$top/inventories/lab/pki/ca.crt"
+  psql "host=$ips target_session_attrs=read-write dbname=agent_ui user=agent_ui_app sslmode=verify-full sslrootcert=$top/inventories/lab/pki/ca.crt"
 INFO
 }
 

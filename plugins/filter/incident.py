@@ -109,7 +109,7 @@ def pg_failover_summary(plan):
     if plan.get('action') == 'promote':
         lost = plan.get('lost_bytes')
         if lost is None:
-            lines.append('WAL lost: unknown. %s' % (plan.get('lost_estimate') or ''))
+            lines.append(('WAL lost: unknown. %s' % (plan.get('lost_estimate') or '')).strip())
         else:
             lines.append('WAL lost: %s behind the old primary\'s last WAL position. %s' % (_bytes(lost), plan.get('lost_estimate') or ''))
         if plan.get('sync_reason'):
@@ -124,6 +124,8 @@ def pg_failover_summary(plan):
         lines.append('%s (stopped and masked): %s' % ('fenced' if done else 'to fence', ', '.join(plan['fence'])))
     if plan.get('action') == 'promote' and plan.get('repoint'):
         lines.append('%s: %s' % ('repointed' if done else 'to repoint', ', '.join(plan['repoint'])))
+    for note in plan.get('notes') or []:
+        lines.append('note: %s' % note)
     if done and plan.get('elapsed_seconds') is not None:
         lines.append('elapsed: %s s' % plan['elapsed_seconds'])
     return lines

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 LSN_MAX = (1 << 64) - 1
 DEFAULT_MAX_LAG_BYTES = 16 * 1024 * 1024  # one WAL segment of the default size
 SYNC_METHODS = ('ANY', 'FIRST')
+# params.sync of failover_plan: read the old primary's synchronous replication from the survivors' live settings.
+LIVE_SYNC = 'live'
 NOT_PAUSED = (None, 'not paused')  # pg_get_wal_replay_pause_state() values of a replica that replays
 KEEP_ONE = ('Keep the one the application writes to, stop the other by hand (on it: systemctl stop postgresql), then make '
             'it a replica with rejoin.yml.')
@@ -785,8 +787,32 @@ def _refuse(plan, reason):
 def _failover_params(params):
     params = _mapping(params if params is not None else {}, 'params')
     port_open = _mapping(params.get('controller_port_open') or {}, 'params.controller_port_open')
+    sync = params.get('sync')
     return (port_open, _flag(params.get('force'), 'params.force'), _flag(params.get('allow_data_loss'), 'params.allow_data_loss'),
-            _check_sync(params.get('sync')))
+            LIVE_SYNC if sync == LIVE_SYNC else _check_sync(sync))
+
+
+def live_sync(states, members, old_primary=None):
+    """The old primary's synchronous replication, as the surviving members' own settings show it.
+
+    Every node of the collection renders synchronous_standby_names as '<method> <num> (every other member)', so the
+    old primary waited for <num> of the members other than itself: that is ``names: ['*']`` with the old primary left
+    out.  The method and num come from the running members' live settings, never from the inventory; when they differ,
+    the largest num wins (the strictest proof). Empty everywhere: None (asynchronous).
+    """
+    view = _view(states, members)
+    found = []
+    for member in members:
+        state = view[member]
+        if member == old_primary or not (_reachable(state) and _running(state)):
+            continue
+        parsed = parse_sync_standby_names(state.get('synchronous_standby_names') or '')
+        if parsed is not None:
+            found.append(parsed)
+    if not found:
+        return None
+    strictest = max(found, key=lambda parsed: (parsed['num'], parsed['method'] == 'FIRST'))
+    return {'method': strictest['method'], 'num': strictest['num'], 'names': ['*']}
 
 
 def _alive_refusal(view, evidence, force):
@@ -812,6 +838,7 @@ def failover_plan(states, members, params=None):
     view = _view(states, members)
     port_open, force, allow_data_loss, sync = _failover_params(params)
     plan = _empty_failover_plan()
+    live = sync == LIVE_SYNC
     primaries = _primaries(view, members)
     refusal = None
 
@@ -857,6 +884,8 @@ def failover_plan(states, members, params=None):
         refusal = 'no running replica to promote: %s.' % (
             '; '.join('%s is %s' % (entry['host'], entry['why']) for entry in plan['skipped']) or 'the cluster has no other member')
 
+    if live:
+        sync = live_sync(states, members, old)
     if sync is None:
         plan['sync_reason'] = acked_commits_provable(None, ())[1]
     else:

@@ -105,7 +105,8 @@ def rejoin_plan(states, members, host, params=None):
     if not primaries:
         return refuse('no live primary to rejoin: no other member runs as a primary. Run failover.yml first.')
     if len(primaries) > 1:
-        return refuse('%s are all running as primaries: fence all but one (failover.yml -e force=true) first.' % ', '.join(primaries))
+        return refuse('%s are all running as primaries: keep the one the application writes to, stop the others by hand '
+                      '(systemctl stop postgresql), then rejoin them one by one.' % ', '.join(primaries))
     primary = primaries[0]
     primary_state = states[primary]
     plan.update(primary=primary, primary_timeline=primary_state.get('timeline'), host_running=bool(state.get('running')))

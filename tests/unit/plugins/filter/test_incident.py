@@ -426,3 +426,11 @@ def test_filters_in_a_play(play_output):
     assert shown['skipped'] == []
     assert shown['refused'] == ['localhost'] and shown['locked'] == []
     assert shown['summary'] == ['REFUSED: no.']
+
+
+def test_the_summary_shows_the_plans_notes():
+    plan = {'action': 'promote', 'candidate': 'pg2', 'candidate_lsn': '0/3000000', 'old_primary': 'pg1', 'lost_bytes': None,
+            'lost_estimate': '', 'notes': ['pg1 cannot be fenced: Ansible cannot reach it']}
+    lines = incident.pg_failover_summary(plan)
+    assert 'note: pg1 cannot be fenced: Ansible cannot reach it' in lines
+    assert 'WAL lost: unknown.' in lines

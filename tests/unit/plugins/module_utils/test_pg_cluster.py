@@ -1195,3 +1195,45 @@ def test_imports_without_ansible(monkeypatch):
     plain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plain)
     assert plain.lsn_diff('0/3000000', '0/2000000') == 16777216
+
+
+# --- 'live': the old primary's synchronous replication read from the survivors' own settings -----------------------
+
+def _live_states(pg2_sync, pg3_sync, pg3_running=True):
+    base = {'reachable': True, 'data': True, 'system_identifier': '42', 'timeline': 1}
+    return {
+        'pg1': dict(base, running=False, standby_signal=False, wal_end_lsn='0/3000100'),
+        'pg2': dict(base, running=True, in_recovery=True, receive_lsn='0/3000100', replay_lsn='0/3000100',
+                    replay_pause_state='not paused', primary_host='pg1', synchronous_standby_names=pg2_sync,
+                    peers_ready={'pg1': 2}),
+        'pg3': dict(base, running=pg3_running, in_recovery=True if pg3_running else None, receive_lsn='0/3000000',
+                    replay_lsn='0/3000000', replay_pause_state='not paused', primary_host='pg1',
+                    synchronous_standby_names=pg3_sync, peers_ready={'pg1': 2}),
+    }
+
+
+def test_live_sync_reads_the_method_and_count_from_the_survivors():
+    states = _live_states('ANY 1 ("pg1", "pg3")', 'ANY 1 ("pg1", "pg2")')
+    assert pg_cluster.live_sync(states, ['pg1', 'pg2', 'pg3'], 'pg1') == {'method': 'ANY', 'num': 1, 'names': ['*']}
+    assert pg_cluster.live_sync(_live_states('', ''), ['pg1', 'pg2', 'pg3'], 'pg1') is None
+    # The strictest setting wins when the survivors disagree.
+    states = _live_states('ANY 1 ("pg1", "pg3")', 'FIRST 2 ("pg1", "pg2")')
+    assert pg_cluster.live_sync(states, ['pg1', 'pg2', 'pg3'], 'pg1') == {'method': 'FIRST', 'num': 2, 'names': ['*']}
+
+
+def test_failover_with_live_sync_proves_when_only_the_primary_is_lost():
+    plan = pg_cluster.failover_plan(_live_states('ANY 1 ("pg1", "pg3")', 'ANY 1 ("pg1", "pg2")'), ['pg1', 'pg2', 'pg3'],
+                                    {'controller_port_open': {'pg1': False}, 'sync': 'live'})
+    assert plan['action'] == 'promote' and plan['candidate'] == 'pg2' and plan['sync_provable'] is True, plan
+
+
+def test_failover_with_live_sync_refuses_when_the_other_standby_died_too():
+    states = _live_states('ANY 1 ("pg1", "pg3")', '', pg3_running=False)
+    plan = pg_cluster.failover_plan(states, ['pg1', 'pg2', 'pg3'], {'controller_port_open': {'pg1': False, 'pg3': False},
+                                                                    'sync': 'live'})
+    assert plan['action'] == 'refuse' and plan['sync_provable'] is False and 'allow_data_loss' in plan['reason'], plan
+
+
+def test_failover_with_live_sync_and_no_setting_is_asynchronous():
+    plan = pg_cluster.failover_plan(_live_states('', ''), ['pg1', 'pg2', 'pg3'], {'controller_port_open': {}, 'sync': 'live'})
+    assert plan['action'] == 'promote' and plan['sync_provable'] is None and 'asynchronous' in plan['sync_reason'], plan

@@ -235,7 +235,7 @@ def test_a_running_placeholder_host_with_no_primary_is_not_the_primary():
 
 def test_two_other_primaries():
     plan = plan_for({'pg1': stopped(), 'pg2': primary(), 'pg3': primary(timeline=3)})
-    assert_refused(plan, 'pg2, pg3 are all running as primaries', 'failover.yml -e force=true')
+    assert_refused(plan, 'pg2, pg3 are all running as primaries', 'stop the others by hand')
 
 
 def test_a_running_placeholder_next_to_the_primary_is_not_a_second_primary():
