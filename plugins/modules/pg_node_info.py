@@ -18,7 +18,7 @@ description:
     C(psql) query over the local socket (peer authentication), C(pg_controldata), C(systemctl) and one C(pg_isready)
     per peer run at the same time, so a node whose peers are all down costs about O(probe_timeout).
   - Never fails because PostgreSQL is down, crashed, half-made or not installed; what could not be read is listed in
-    RV(node.errors). It fails only when the host cannot be examined (C(runuser) missing).
+    C(errors) of RV(node). It fails only when the host cannot be examined (C(runuser) missing).
   - Written for the Debian postgresql-common layout; the paths can be overridden.
 author:
   - Agent UI contributors (@agent-ui)
@@ -58,13 +58,13 @@ options:
   peers:
     description:
       - Other nodes to probe with C(pg_isready -h host -p port -t probe_timeout), all at once.
-      - Their exit codes are returned in RV(node.peers_ready) (0 accepting, 1 rejecting, 2 no response, 3 no attempt).
+      - Their exit codes are returned in C(peers_ready) of RV(node) (0 accepting, 1 rejecting, 2 no response, 3 no attempt).
     type: list
     elements: dict
     default: []
     suboptions:
       name:
-        description: Name of the peer, the key of RV(node.peers_ready).
+        description: Name of the peer, the key of C(peers_ready) of RV(node).
         type: str
         required: true
       host:
@@ -83,7 +83,7 @@ options:
   wal_end:
     description:
       - When the server is not running and the cluster exists, find where its valid WAL ends with C(pg_waldump), from
-        the last checkpoint's REDO point, and return it as RV(node.wal_end_lsn).
+        the last checkpoint's REDO point, and return it as C(wal_end_lsn) of RV(node).
       - This reads the WAL written since the last checkpoint, so it costs more than the rest; ask for it when choosing
         between stopped nodes, or before a rejoin.
     type: bool

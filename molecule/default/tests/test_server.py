@@ -178,3 +178,13 @@ def test_check_diff_after_converge_reports_no_changes():
     recap = play_recap(result.stdout)
     assert recap, result.stdout[-4000:]
     assert [name for name, counts in recap.items() if counts["changed"]] == [], result.stdout[-6000:]
+
+
+def test_no_password_reaches_the_server_log(host, rv):
+    """ALTER ROLE ... PASSWORD is DDL: with log_statement = ddl the server would log the password in clear, unless the
+    task that sends it turns statement logging off for its own session (the role's secret session settings)."""
+    password = rv["lab_app_password"]
+    assert psql(host, "SHOW log_statement") == "ddl"
+    assert psql(host, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'app_test'") == "t"
+    logged = host.run("grep -rl -F -e {} /var/log/postgresql".format(password))
+    assert logged.stdout.split() == [], logged.stdout
