@@ -18,6 +18,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import importlib.util
 import itertools
 import os
 import pathlib
@@ -100,3 +101,19 @@ def empty_db(postgresql_server):
     name = postgresql_server.create_database('empty')
     yield name
     postgresql_server.drop_database(name)
+
+
+@pytest.fixture
+def without_ansible(monkeypatch):
+    """Load a filter file as a plain module with Ansible hidden: its stand-in AnsibleFilterError must serve."""
+    monkeypatch.setitem(sys.modules, 'ansible', None)  # makes "import ansible.errors" fail
+    monkeypatch.setitem(sys.modules, 'ansible.errors', None)
+
+    def load(module):
+        spec = importlib.util.spec_from_file_location('agent_ui_postgresql_plain_' + module.__name__.rsplit('.', 1)[-1],
+                                                      module.__file__)
+        plain = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(plain)
+        assert issubclass(plain.AnsibleFilterError, ValueError)
+        return plain
+    return load

@@ -11,7 +11,6 @@ postgresql_query, a skipped task); the last tests run the filters in a real play
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -330,13 +329,8 @@ def test_rejoin_errors_become_filter_errors(states, params, message):
     assert str(caught.value).startswith(message)
 
 
-def test_imports_and_raises_without_ansible(monkeypatch):
-    monkeypatch.setitem(sys.modules, 'ansible', None)  # makes "import ansible.errors" fail
-    monkeypatch.setitem(sys.modules, 'ansible.errors', None)
-    spec = importlib.util.spec_from_file_location('agent_ui_postgresql_incident', incident.__file__)
-    plain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plain)
-    assert issubclass(plain.AnsibleFilterError, ValueError)
+def test_imports_and_raises_without_ansible(without_ansible):
+    plain = without_ansible(incident)
     with pytest.raises(plain.AnsibleFilterError, match='^pg_failover_summary: '):
         plain.pg_failover_summary([])
     with pytest.raises(plain.AnsibleFilterError, match='^pg_rejoin_plan: '):
