@@ -192,8 +192,25 @@ def query_peer(config, peer):
     return {'system_identifier': str(systemid), 'timeline': int(timeline), 'in_hot_standby': hot_standby == 'on'}
 
 
+def peer_is_up(config, peer):
+    """Whether a server answers on the peer's port at all (pg_isready: accepting, or starting up / shutting down).
+
+    A peer that refuses the guard's login (pg_hba.conf, a password) is up all the same, and may be a primary.
+    """
+    command = [os.path.join(config['bin_dir'], 'pg_isready'), '-q', '-h', str(peer['host']), '-p', str(peer['port']),
+               '-t', str(config['connect_timeout'])]
+    try:
+        return subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              timeout=config['connect_timeout'] + QUERY_GRACE, check=False).returncode in (0, 1)
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
 def query_peers(config):
-    """Every peer but this node, asked at once: a list of dicts with name, error (None if it answered) and its state."""
+    """Every peer but this node, asked at once: a list of dicts with name, error (None if it answered) and its state.
+
+    A peer that did not answer the query but whose port answers pg_isready gets ``up: True``.
+    """
     peers = [peer for peer in config['peers'] if peer['name'] != config['self']]
     results = [{'name': peer['name'], 'error': 'no answer within %d s' % (config['connect_timeout'] + QUERY_GRACE)}
                for peer in peers]
@@ -202,7 +219,8 @@ def query_peers(config):
         try:
             state = query_peer(config, peer)
         except Exception as exc:  # any failure is a peer that did not answer; the reason is logged
-            results[index] = {'name': peer['name'], 'error': (' '.join(str(exc).split()) or type(exc).__name__)}
+            results[index] = {'name': peer['name'], 'error': (' '.join(str(exc).split()) or type(exc).__name__),
+                              'up': peer_is_up(config, peer)}
         else:
             state.update(name=peer['name'], error=None)
             results[index] = state
@@ -223,16 +241,20 @@ def decide(own, peers, self_name='this node'):
     """(allow, message): may this node start?
 
     ``own``: {standby_signal, system_identifier, timeline}.  ``peers``: dicts of name, error
-    (None when the peer answered), system_identifier, timeline and in_hot_standby.
+    (None when the peer answered), up (it did not answer the query, but a server answers on its port),
+    system_identifier, timeline and in_hot_standby.  A peer that is up but could not be asked may be a primary:
+    the start is refused (fail closed), as it is next to a primary.
     """
     if own.get('standby_signal'):
         return True, 'allowed: %s starts as a standby (signal file present); no check needed' % self_name
     rejoin = 'ansible-playbook playbooks/rejoin.yml -e rejoin_host=%s' % self_name
     lines = []
     answered = [peer for peer in peers if peer.get('error') is None]
+    unknown = [peer for peer in peers if peer.get('error') is not None and peer.get('up')]
     for peer in peers:
         if peer.get('error') is not None:
-            lines.append('peer %s did not answer: %s' % (peer['name'], peer['error']))
+            lines.append('peer %s did not answer%s: %s' % (peer['name'], ' (but a server runs on its port)' if peer.get('up') else '',
+                                                           peer['error']))
     same = []
     for peer in answered:
         if peer['system_identifier'] != own['system_identifier']:
@@ -242,7 +264,11 @@ def decide(own, peers, self_name='this node'):
             same.append(peer)
     primaries = [peer for peer in same if not peer['in_hot_standby']]
     later = [peer for peer in same if peer['in_hot_standby'] and peer['timeline'] > own['timeline']]
-    if primaries or later:
+    if primaries or later or unknown:
+        for peer in unknown:
+            lines.append('REFUSED: peer %s runs but the guard could not ask it (see above): it may be a primary. Let the '
+                         'guard in (pg_hba.conf lists each member\'s address: after an address change, run site.yml) and '
+                         'start again' % peer['name'])
         for peer in primaries:
             lines.append('REFUSED: peer %s is a running primary of this cluster (timeline %d); two primaries must never '
                          'run' % (peer['name'], peer['timeline']))

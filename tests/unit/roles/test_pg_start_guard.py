@@ -95,6 +95,40 @@ def test_no_peer_answering_allows_with_a_warning():
     assert guard.decide(OWN, [], 'pg1')[0] is True
 
 
+def test_a_peer_that_is_up_but_cannot_be_asked_refuses():
+    """A member whose address changed is refused by the others' pg_hba.conf: they are up, and one may be a primary."""
+    refused = dict(peer('pg2', 'down'), error='FATAL: pg_hba.conf rejects replication connection', up=True)
+    allow, message = guard.decide(OWN, [refused, peer('pg3', 'down')], 'pg1')
+    assert allow is False
+    assert 'REFUSED: peer pg2 runs but the guard could not ask it' in message and 'pg3 did not answer' in message
+    assert 'rejoin.yml -e rejoin_host=pg1' in message
+    # The same peer with nothing on its port is down: alone, the node may start (with the warning).
+    assert guard.decide(OWN, [dict(refused, up=False), peer('pg3', 'down')], 'pg1')[0] is True
+
+
+def test_a_peer_that_fails_the_query_is_probed_with_pg_isready(tmp_path, monkeypatch):
+    config = guard.load_config(write_config(tmp_path, base_config(tmp_path)))
+    monkeypatch.setattr(guard, 'query_peer', lambda config, item: (_ for _ in ()).throw(RuntimeError('FATAL: refused')))
+    probed = []
+    monkeypatch.setattr(guard, 'peer_is_up', lambda config, item: probed.append(item['name']) or item['name'] == 'pg2')
+    results = dict((result['name'], result) for result in guard.query_peers(config))
+    assert sorted(probed) == sorted(results) and results['pg2']['up'] is True
+    assert all(result['up'] is False for name, result in results.items() if name != 'pg2')
+
+
+def test_peer_is_up_reads_pg_isready(tmp_path):
+    bindir = tmp_path / 'bin'
+    bindir.mkdir()
+    script = bindir / 'pg_isready'
+    config = {'bin_dir': str(bindir), 'connect_timeout': 1}
+    for code, up in ((0, True), (1, True), (2, False), (3, False)):
+        script.write_text('#!/bin/sh\nexit %d\n' % code)
+        script.chmod(0o755)
+        assert guard.peer_is_up(config, {'host': 'pg2', 'port': 5432}) is up
+    script.unlink()
+    assert guard.peer_is_up(config, {'host': 'pg2', 'port': 5432}) is False
+
+
 ROLES = ['down', 'standby-same', 'standby-older', 'standby-later', 'primary', 'foreign-primary', 'foreign-later']
 
 
