@@ -473,10 +473,14 @@ def test_wal_end_narrows_a_page_error_to_the_last_record(node_dirs):
     assert '0/1563F70' in page_error
 
     def waldump(argv):
+        # Each call names the segment of its start point: pg_waldump must not take the segment size from whichever
+        # file it lists first (a preallocated segment of zeros fails it).
         if '-q' in argv:
             assert argv[argv.index('-s') + 1] == '0/1500708' and argv[argv.index('-t') + 1] == '1'
+            assert argv[-1] == '000000010000000000000001'
             return 1, '', page_error
         assert argv[argv.index('-s') + 1] == '0/1563F70' and argv[argv.index('-n') + 1] == '1'
+        assert argv[-1] == '000000010000000000000001'
         return 0, LINE % (92, '0/01563F70') + '\n', ''
     runner = FakeRunner(dict(SERVICE, pg_controldata=(0, CONTROLDATA_15, ''), pg_waldump=waldump))
     node = pg_node.gather(dict(node_dirs, wal_end=True), runner)
