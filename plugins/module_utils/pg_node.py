@@ -647,11 +647,12 @@ def wal_end(config, facts, runner, errors):
     last_end = format_lsn(segment_lsn(segments[-1], 0, segment_size) + segment_size)
     base = [os.path.join(config['bin_dir'], 'pg_waldump'), '-p', pg_wal, '-t', str(start[1])]
 
-    def first_segment(lsn):
-        # Named on the command line: without it, pg_waldump takes the segment size from whichever file of pg_wal it
-        # lists first, and a preallocated segment of zeros fails it ("invalid WAL segment size ... (0 bytes)").
-        return [segment_name(lsn, start[1], segment_size)]
-    rc, _out, err = runner(base + ['-q', '-s', start[0], '-e', last_end] + first_segment(start[0]), WALDUMP_TIMEOUT,
+    def segments_of(first_lsn, last_segment=segments[-1]):
+        # The first and last segment files, named on the command line: without them, pg_waldump takes the segment size
+        # from whichever file of pg_wal it lists first, and a preallocated segment of zeros fails it ("invalid WAL
+        # segment size ... (0 bytes)"). An -e must then lie inside the last one, or at its very end.
+        return [segment_name(first_lsn, start[1], segment_size), last_segment]
+    rc, _out, err = runner(base + ['-q', '-s', start[0], '-e', last_end] + segments_of(start[0]), WALDUMP_TIMEOUT,
                            user=config['os_user'])
     stop = parse_waldump_stop(err, segment_size)
     if stop is None and rc == 0 and not (err or '').strip():
@@ -667,12 +668,13 @@ def wal_end(config, facts, runner, errors):
         # The records of the segment before the missing one (after a switch, its tail is empty pages); the last of
         # them ends the valid WAL.
         first = format_lsn(max(bound - segment_size, lsn_to_int(start[0])))
-        rc, out, err = runner(base + ['-s', first, '-e', stop['lsn']] + first_segment(first), WALDUMP_TIMEOUT,
-                              user=config['os_user'])
+        rc, out, err = runner(base + ['-s', first, '-e', stop['lsn']]
+                              + segments_of(first, segment_name(format_lsn(bound - 1), start[1], segment_size)),
+                              WALDUMP_TIMEOUT, user=config['os_user'])
     elif stop['last_record']:
         # A bad page: the WAL ends there, or inside the last valid record if that one ran into the page.
-        rc, out, err = runner(base + ['-n', '1', '-s', stop['last_record']] + first_segment(stop['last_record']), WALDUMP_TIMEOUT,
-                              user=config['os_user'])
+        rc, out, err = runner(base + ['-n', '1', '-s', stop['last_record']] + segments_of(stop['last_record']),
+                              WALDUMP_TIMEOUT, user=config['os_user'])
     else:
         return stop['lsn']
     lines = [line for line in out.splitlines() if _RECORD_LINE.search(line)]

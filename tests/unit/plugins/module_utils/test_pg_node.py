@@ -477,10 +477,10 @@ def test_wal_end_narrows_a_page_error_to_the_last_record(node_dirs):
         # file it lists first (a preallocated segment of zeros fails it).
         if '-q' in argv:
             assert argv[argv.index('-s') + 1] == '0/1500708' and argv[argv.index('-t') + 1] == '1'
-            assert argv[-1] == '000000010000000000000001'
+            assert argv[-2:] == ['000000010000000000000001', '000000010000000000000001']
             return 1, '', page_error
         assert argv[argv.index('-s') + 1] == '0/1563F70' and argv[argv.index('-n') + 1] == '1'
-        assert argv[-1] == '000000010000000000000001'
+        assert argv[-2:] == ['000000010000000000000001', '000000010000000000000001']
         return 0, LINE % (92, '0/01563F70') + '\n', ''
     runner = FakeRunner(dict(SERVICE, pg_controldata=(0, CONTROLDATA_15, ''), pg_waldump=waldump))
     node = pg_node.gather(dict(node_dirs, wal_end=True), runner)
@@ -815,6 +815,37 @@ def test_waldump_end_after_a_segment_switch():
         # The next segment is not created yet (or is zeroed): either way the switch record's end is the WAL's end.
         assert lsn_to_int(node['wal_end_lsn']) == next_segment, node
         assert node['errors'] == [error for error in node['errors'] if error.startswith('systemctl')]
+        assert_recovery_ends_at(server.data, node['wal_end_lsn'])
+    finally:
+        server.stop()
+
+
+@needs_server
+def test_waldump_end_with_recycled_and_zeroed_segments_in_pg_wal():
+    """A primary's pg_wal holds segments past the one being written (recycled at checkpoints, or zero-filled), as on
+    any busy server. The WAL end is still found: pg_waldump is told its first and last segment files, so it neither
+    reads the segment size from a file of zeros nor refuses an end point outside the first file."""
+    server = ThrowawayServer(BINDIR, SETTINGS, run_user=RUN_USER or 'nobody', prefix='agent-ui-pgnode-', stop_mode='immediate')
+    server.start()
+    try:
+        server.query('postgres', 'CREATE TABLE t (a int)')
+        server.query('postgres', 'CHECKPOINT')
+        server.query('postgres', 'INSERT INTO t SELECT generate_series(1, 1000)')
+        (written,), = server.query('postgres', 'SELECT pg_current_wal_insert_lsn()::text')
+        stop(server.data, 'immediate')
+        server.started = False
+        pg_wal = os.path.join(server.data, 'pg_wal')
+        current = pg_node.segment_name(written, 1, SEGMENT)
+        owner = os.stat(os.path.join(pg_wal, current))
+        # Future segments: two of zeros, as preallocated, named after the current one.
+        for step in (3, 7):
+            name = '%s%08X' % (current[:16], int(current[16:], 16) + step)
+            with open(os.path.join(pg_wal, name), 'wb') as handle:
+                handle.truncate(SEGMENT)
+            os.chown(os.path.join(pg_wal, name), owner.st_uid, owner.st_gid)
+        node = gather_stopped(server.data)
+        assert node['wal_end_lsn'] is not None, node['errors']
+        assert lsn_to_int(node['wal_end_lsn']) >= lsn_to_int(written), node
         assert_recovery_ends_at(server.data, node['wal_end_lsn'])
     finally:
         server.stop()
