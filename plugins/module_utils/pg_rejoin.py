@@ -74,6 +74,15 @@ def _position(state):
     return _lsn(state.get('current_lsn'))
 
 
+def _page_header(lsn, state):
+    """Bytes a standby's position may stand past its primary's: at a page boundary the primary reports the boundary,
+    its standby the end of the page header that follows (24 bytes; 40 at the start of a segment)."""
+    segment_size = int(state.get('wal_segment_size') or DEFAULT_SEGMENT_SIZE)
+    if lsn % segment_size == 0:
+        return 40
+    return 24 if lsn % 8192 == 0 else 0
+
+
 def rejoin_plan(states, members, host, params=None):
     """Plan bringing ``host`` back as a replica of the live primary.
 
@@ -140,7 +149,7 @@ def rejoin_plan(states, members, host, params=None):
         primary_end = _position(primary_state)
         if _live_primary(state):
             forked = '%s runs as a primary on timeline %s, as %s does' % (host, timeline, primary)
-        elif end is not None and primary_end is not None and end > primary_end:
+        elif end is not None and primary_end is not None and end > primary_end + _page_header(primary_end, state):
             forked = '%s\'s WAL goes to %s on timeline %s, past the primary\'s %s' % (host, format_lsn(end), timeline, format_lsn(primary_end))
         else:
             forked = None

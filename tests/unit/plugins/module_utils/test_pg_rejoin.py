@@ -443,3 +443,20 @@ def test_the_plan_does_not_change_the_states():
 def test_the_lsns_of_the_plan_are_postgresqls():
     plan = plan_for({'pg1': stopped(timeline=1, wal_end='0/5000060'), 'pg2': primary()})
     assert parse_lsn(plan['host_end_lsn']) - parse_lsn(plan['fork_lsn']) == plan['diverged_bytes']
+
+
+@pytest.mark.parametrize('primary_lsn, replica_lsn', [
+    ('0/8342000', '0/8342018'),  # a page boundary: the standby counts the 24-byte page header that follows
+    ('0/9000000', '0/9000028'),  # a segment boundary: the long header, 40 bytes
+])
+def test_a_standby_one_page_header_past_its_idle_primary_has_not_forked(primary_lsn, replica_lsn):
+    """Seen on the lab: a rewound standby at 0/8342018 next to its idle primary at 0/8342000 is level with it."""
+    plan = plan_for({'pg1': dict(replica(timeline=2), receive_lsn=replica_lsn, replay_lsn=replica_lsn),
+                     'pg2': primary(lsn=primary_lsn)})
+    assert plan['action'] == 'rewind' and plan['diverged_bytes'] == 0, plan
+
+
+def test_a_standby_past_its_primary_within_a_page_has_forked():
+    plan = plan_for({'pg1': dict(replica(timeline=2), receive_lsn='0/8342018', replay_lsn='0/8342018'),
+                     'pg2': primary(lsn='0/8341F00')})
+    assert plan['action'] == 'refuse' and 'forked on one timeline' in plan['reason'], plan
