@@ -96,6 +96,18 @@ def pg_probe_states(members, probes, endpoints=None):
     return states
 
 
+def pg_running_members(states, in_recovery):
+    """The members (sorted) that Ansible reached and that run, in recovery (replicas, ``in_recovery`` true) or not
+    (primaries, false); never the role's placeholder. A state without those keys (an unreachable member) is left out.
+    """
+    if not isinstance(states, Mapping):
+        raise AnsibleFilterError('pg_running_members: states must be a dict of member name to state')
+    wanted = bool(in_recovery)
+    return sorted(name for name, state in states.items()
+                  if isinstance(state, Mapping) and state.get('reachable') and state.get('running')
+                  and state.get('in_recovery') is wanted and not state.get('placeholder'))
+
+
 class FilterModule(object):
     """Member facts of a replicated cluster."""
 
@@ -105,4 +117,5 @@ class FilterModule(object):
             'pg_member_endpoints': pg_member_endpoints,
             'pg_member_addresses': pg_member_addresses,
             'pg_probe_states': pg_probe_states,
+            'pg_running_members': pg_running_members,
         }

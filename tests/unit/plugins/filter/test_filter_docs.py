@@ -34,7 +34,7 @@ PREFIX = 'agent_ui.postgresql.'
 EXPECTED_FILTERS = sorted([
     'pg_memory_budget', 'pg_tune',  # tuning.py
     'pg_topology', 'pg_failover_plan', 'pg_switchover_plan', 'pg_sync_standby_names', 'pg_lsn_diff',  # cluster.py
-    'pg_member_endpoints', 'pg_member_addresses', 'pg_probe_states',  # members.py
+    'pg_member_endpoints', 'pg_member_addresses', 'pg_probe_states', 'pg_running_members',  # members.py
     'pg_prefer_addresses', 'pg_port_open', 'pg_hosts_where', 'pg_failover_summary', 'pg_rejoin_plan',  # incident.py
 ])
 

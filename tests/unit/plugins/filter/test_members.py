@@ -23,7 +23,7 @@ MEMBERS = ['pg1', 'pg2', 'pg3']
 
 def test_the_filters():
     assert members.FilterModule().filters() == {'pg_member_endpoints': pg_member_endpoints, 'pg_member_addresses': pg_member_addresses,
-                                                'pg_probe_states': pg_probe_states}
+                                                'pg_probe_states': pg_probe_states, 'pg_running_members': members.pg_running_members}
 
 
 # ---------------------------------------------------------------------------
@@ -217,3 +217,18 @@ def test_imports_and_raises_without_ansible(without_ansible):
     plain = without_ansible(members)
     with pytest.raises(plain.AnsibleFilterError, match='^pg_member_endpoints: '):
         plain.pg_member_endpoints('pg1', {})
+
+
+def test_running_members_by_role_leaves_out_the_unreachable_and_the_placeholder():
+    states = {
+        'pg1': {'reachable': True, 'running': True, 'in_recovery': False},
+        'pg2': {'reachable': True, 'running': True, 'in_recovery': True},
+        'pg3': {'reachable': False},
+        'pg4': {'reachable': True, 'running': True, 'in_recovery': False, 'placeholder': True},
+        'pg5': {'reachable': True, 'running': False, 'in_recovery': None},
+        'pg6': {'reachable': True, 'running': True, 'in_recovery': True},
+    }
+    assert members.pg_running_members(states, True) == ['pg2', 'pg6']
+    assert members.pg_running_members(states, False) == ['pg1']
+    with pytest.raises(AnsibleFilterError, match='^pg_running_members: '):
+        members.pg_running_members([], True)
