@@ -12,7 +12,6 @@ import cluster_lib as lab
 from cluster_lib import Writer, psql
 
 
-
 def healthy(expected_replicas=2):
     """One primary and the other members streaming from it; returns the primary."""
     primary = lab.primary()

@@ -108,7 +108,9 @@ def test_a_peer_that_is_up_but_cannot_be_asked_refuses():
 
 def test_a_peer_that_fails_the_query_is_probed_with_pg_isready(tmp_path, monkeypatch):
     config = guard.load_config(write_config(tmp_path, base_config(tmp_path)))
-    monkeypatch.setattr(guard, 'query_peer', lambda config, item: (_ for _ in ()).throw(RuntimeError('FATAL: refused')))
+    def refused(config, item):
+        raise RuntimeError('FATAL: refused')
+    monkeypatch.setattr(guard, 'query_peer', refused)
     probed = []
     monkeypatch.setattr(guard, 'peer_is_up', lambda config, item: probed.append(item['name']) or item['name'] == 'pg2')
     results = dict((result['name'], result) for result in guard.query_peers(config))
