@@ -108,6 +108,7 @@ def test_a_peer_that_is_up_but_cannot_be_asked_refuses():
 
 def test_a_peer_that_fails_the_query_is_probed_with_pg_isready(tmp_path, monkeypatch):
     config = guard.load_config(write_config(tmp_path, base_config(tmp_path)))
+
     def refused(config, item):
         raise RuntimeError('FATAL: refused')
     monkeypatch.setattr(guard, 'query_peer', refused)
