@@ -124,6 +124,9 @@ def pg_failover_summary(plan):
         lines.append('%s (stopped and masked): %s' % ('fenced' if done else 'to fence', ', '.join(plan['fence'])))
     if plan.get('action') == 'promote' and plan.get('repoint'):
         lines.append('%s: %s' % ('repointed' if done else 'to repoint', ', '.join(plan['repoint'])))
+    for host, log in sorted((plan.get('not_streaming') or {}).items()):
+        lines.append('NOT STREAMING: %s does not follow the new primary; run rejoin.yml -e rejoin_host=%s. Its log: %s'
+                     % (host, host, ' | '.join(log or [])))
     for note in plan.get('notes') or []:
         lines.append('note: %s' % note)
     if done and plan.get('elapsed_seconds') is not None:

@@ -428,3 +428,11 @@ def test_the_summary_shows_the_plans_notes():
     lines = incident.pg_failover_summary(plan)
     assert 'note: pg1 cannot be fenced: Ansible cannot reach it' in lines
     assert 'WAL lost: unknown.' in lines
+
+
+def test_the_summary_names_a_replica_that_does_not_follow():
+    plan = {'action': 'promote', 'candidate': 'pg2', 'new_primary': 'pg2', 'old_primary': 'pg1', 'timeline': 3,
+            'lost_bytes': 0, 'not_streaming': {'pg3': ['FATAL:  could not start WAL streaming']}}
+    lines = incident.pg_failover_summary(plan)
+    assert any(line.startswith('NOT STREAMING: pg3') and 'rejoin_host=pg3' in line and 'could not start WAL streaming' in line
+               for line in lines), lines
