@@ -80,9 +80,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import converge  # noqa: E402  pylint: disable=wrong-import-position
+from bench_python import VENV_PYTHON, ensure_modules  # noqa: E402  pylint: disable=wrong-import-position
 
-VENV_PYTHON = os.path.join(ROOT, '.venv', 'bin', 'python')
-REEXEC_ENV = 'AGENT_UI_BENCH_REEXEC'
 WRITER = os.path.join(ROOT, 'tests', 'support', 'writer.py')
 CA_CERT = os.path.join(ROOT, 'inventories', 'lab', 'pki', 'ca.crt')
 TARGET_SECONDS = 10.0
@@ -127,16 +126,9 @@ class ClusterBroken(Exception):
 
 def ensure_python():
     """Re-run under the checkout's venv when this interpreter lacks psycopg2 or PyYAML."""
-    try:
-        import psycopg2  # noqa: F401  pylint: disable=unused-import
-        import yaml  # noqa: F401  pylint: disable=unused-import
-        return
-    except ImportError:
-        pass
-    if os.path.exists(VENV_PYTHON) and not os.environ.get(REEXEC_ENV):
-        os.environ[REEXEC_ENV] = '1'
-        os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + sys.argv[1:])
-    sys.exit('failover.py: psycopg2 or PyYAML is missing: run with %s (make venv)' % VENV_PYTHON)
+    problem = ensure_modules(__file__, ['psycopg2', 'yaml'])
+    if problem:
+        sys.exit('failover.py: ' + problem)
 
 
 def log(message):

@@ -59,10 +59,10 @@ COLLECTIONS = os.path.join(ROOT, 'collections')
 sys.path.insert(0, os.path.join(ROOT, 'tests', 'support'))
 import app_data  # noqa: E402  pylint: disable=wrong-import-position
 from pg_server import ServerError, ThrowawayServer, find_bindir  # noqa: E402  pylint: disable=wrong-import-position
-VENV_PYTHON = os.path.join(ROOT, '.venv', 'bin', 'python')
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_python import ensure_modules  # noqa: E402  pylint: disable=wrong-import-position
 DEFAULT_CACHE = os.path.join(ROOT, '.cache', 'bench')
 GNU_TIME = '/usr/bin/time'
-REEXEC_ENV = 'AGENT_UI_BENCH_REEXEC'
 MB = 1024.0
 
 # The same server settings for every method (written to postgresql.conf before the first start).
@@ -805,15 +805,9 @@ def parse_args(argv):
 
 def ensure_python():
     """Re-run under the checkout's venv when this interpreter lacks psycopg2."""
-    try:
-        import psycopg2  # pylint: disable=unused-import
-        return
-    except ImportError:
-        pass
-    if os.path.exists(VENV_PYTHON) and not os.environ.get(REEXEC_ENV):
-        os.environ[REEXEC_ENV] = '1'
-        os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + sys.argv[1:])
-    raise BenchError('psycopg2 is missing: run with %s (make venv)' % VENV_PYTHON)
+    problem = ensure_modules(__file__, ['psycopg2'])
+    if problem:
+        raise BenchError(problem)
 
 
 def tool_version(argv):
