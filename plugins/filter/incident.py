@@ -127,6 +127,9 @@ def pg_failover_summary(plan):
     for host, log in sorted((plan.get('not_streaming') or {}).items()):
         lines.append('NOT STREAMING: %s does not follow the new primary; run rejoin.yml -e rejoin_host=%s. Its log: %s'
                      % (host, host, ' | '.join(log or [])))
+    if done and plan.get('archive_check'):
+        check = plan['archive_check']
+        lines.append('%sWAL archiving on the new primary: %s' % ('ARCHIVING BROKEN: ' if check.startswith('FAILED') else '', check))
     for note in plan.get('notes') or []:
         lines.append('note: %s' % note)
     if done and plan.get('elapsed_seconds') is not None:

@@ -436,3 +436,19 @@ def test_the_summary_names_a_replica_that_does_not_follow():
     lines = incident.pg_failover_summary(plan)
     assert any(line.startswith('NOT STREAMING: pg3') and 'rejoin_host=pg3' in line and 'could not start WAL streaming' in line
                for line in lines), lines
+
+
+@pytest.mark.parametrize('check, line', [
+    ('ok', 'WAL archiving on the new primary: ok'),
+    ('FAILED: ERROR: [082]: WAL segment was not archived', 'ARCHIVING BROKEN: WAL archiving on the new primary: FAILED: '
+                                                          'ERROR: [082]: WAL segment was not archived'),
+], ids=['ok', 'broken'])
+def test_the_summary_of_a_finished_failover_says_whether_the_new_primary_archives(check, line):
+    lines = incident.pg_failover_summary(finished(archive_check=check))
+    assert line in lines and lines.index(line) < len(lines) - 1, lines
+
+
+def test_a_plan_has_no_archive_line_yet():
+    plan = {'action': 'promote', 'candidate': 'pg2', 'candidate_lsn': '0/3000000', 'old_primary': 'pg1',
+            'lost_bytes': None, 'lost_estimate': '', 'archive_check': 'ok'}
+    assert not any('archiving' in line for line in incident.pg_failover_summary(plan))
