@@ -73,6 +73,9 @@ def test_async_kill_loses_what_no_replica_received_and_the_report_says_how_much(
     assert len(lost) > 0, entry
     assert report["fence"] == [old] and lab.host(old).run("systemctl is-enabled " + lab.SERVICE).stdout.strip() == "masked"
     assert lab.wait_streaming(new, 1) == [name for name in others if name != new]
+    # The new primary archives into the same stanza, on its new timeline (pgbackrest check at the end, issue 12).
+    assert report["archive_check"] == "ok", report["archive_check"]
+    assert "WAL archiving on the new primary: ok" in result.stdout, lab.tail(result)
 
 
 def test_the_old_primary_started_again_by_accident_accepts_no_writes():
@@ -185,6 +188,7 @@ def test_switchover_loses_nothing_and_the_writes_resume():
         assert new != old and lab.primary() == new
         entry, lost = lab.measure("switchover", started, writer, new, None, round(time.time() - started, 1))
     assert lost == [], entry
+    assert report["archive_check"] == "ok", report["archive_check"]
     assert lab.wait_streaming(new, 2) == sorted(name for name in lab.members() if name != new)
 
 
