@@ -440,8 +440,8 @@ def test_the_summary_names_a_replica_that_does_not_follow():
 
 @pytest.mark.parametrize('check, line', [
     ('ok', 'WAL archiving on the new primary: ok'),
-    ('FAILED: ERROR: [082]: WAL segment was not archived', 'ARCHIVING BROKEN: WAL archiving on the new primary: FAILED: '
-                                                          'ERROR: [082]: WAL segment was not archived'),
+    ('FAILED: ERROR: [082]: WAL segment was not archived',
+     'ARCHIVING BROKEN: WAL archiving on the new primary: FAILED: ERROR: [082]: WAL segment was not archived'),
 ], ids=['ok', 'broken'])
 def test_the_summary_of_a_finished_failover_says_whether_the_new_primary_archives(check, line):
     lines = incident.pg_failover_summary(finished(archive_check=check))
