@@ -41,11 +41,12 @@ def _conf(spec, header=None):
 pgbackrest_conf = _filter('pgbackrest_conf', _conf)
 pgbackrest_archive_settings = _filter('pgbackrest_archive_settings', pgbackrest.archive_settings)
 pgbackrest_info = _filter('pgbackrest_info', pgbackrest.info_summary)
+pgbackrest_restore_plan = _filter('pgbackrest_restore_plan', pgbackrest.restore_plan)
 
 
 class FilterModule(object):
-    """pgBackRest filters, documented in pgbackrest_conf.yml, pgbackrest_archive_settings.yml and pgbackrest_info.yml
-    next to this file."""
+    """pgBackRest filters, documented in pgbackrest_conf.yml, pgbackrest_archive_settings.yml, pgbackrest_info.yml and
+    pgbackrest_restore_plan.yml next to this file."""
 
     def filters(self):
         """Map Jinja filter names to functions."""
@@ -53,4 +54,5 @@ class FilterModule(object):
             'pgbackrest_conf': pgbackrest_conf,
             'pgbackrest_archive_settings': pgbackrest_archive_settings,
             'pgbackrest_info': pgbackrest_info,
+            'pgbackrest_restore_plan': pgbackrest_restore_plan,
         }

@@ -18,7 +18,12 @@ The repository's cipher passphrase is never part of these files: the role writes
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import calendar
+import datetime
 import re
+import time
+
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.pg_cluster import parse_lsn
 
 KINDS = ('repo', 'pg', 'local')
 _STANZA = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
@@ -206,14 +211,15 @@ def _stanza_entry(info, stanza):
 def info_summary(info, stanza):
     """What ``pgbackrest info --output=json`` says of one stanza, flattened.
 
-    {exists, status_code, status, cipher, backups: [{label, type, prior, start, stop, lsn_start, lsn_stop,
+    {exists, db_version, system_id, status_code, status, cipher, backups: [{label, type, prior, start, stop, lsn_start, lsn_stop,
     wal_start, wal_stop, size, delta, repo_size, repo_delta, error}] oldest first, latest: the last backup or None,
     archive_min, archive_max, timelines: [{id, min, max}]}.
     ``exists`` is false when the stanza is missing (status code 1) or not listed at all.
     """
     entry = _stanza_entry(info, stanza)
     if entry is None:
-        return {'exists': False, 'status_code': None, 'status': 'stanza %s is not in the repository' % stanza,
+        return {'exists': False, 'db_version': None, 'system_id': None, 'status_code': None,
+                'status': 'stanza %s is not in the repository' % stanza,
                 'cipher': None, 'backups': [], 'latest': None, 'archive_min': None, 'archive_max': None,
                 'timelines': []}
     status = entry.get('status') or {}
@@ -243,8 +249,12 @@ def info_summary(info, stanza):
         timelines.append({'id': wal_id, 'timeline': timeline, 'min': first, 'max': last})
     archived = [item for item in timelines if item['max']]
     cipher = entry.get('cipher')
+    databases = [db for db in entry.get('db') or [] if isinstance(db, dict)]
+    current = databases[-1] if databases else {}
     return {
         'exists': code != 1,
+        'db_version': current.get('version'),
+        'system_id': current.get('system-id'),
         'status_code': code,
         'status': status.get('message'),
         'cipher': cipher,
@@ -254,3 +264,112 @@ def info_summary(info, stanza):
         'archive_max': max(item['max'] for item in archived) if archived else None,
         'timelines': timelines,
     }
+
+
+# --- Restores -------------------------------------------------------------------------------------------------------
+
+TARGET_TYPES = ('latest', 'time', 'lsn', 'name')
+_TIME = re.compile(r'^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?\s*(Z|UTC|[+-]\d{2}(:?\d{2})?)$')
+_LSN = re.compile(r'^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$')
+_NAME = re.compile(r'^[A-Za-z0-9_.:-]{1,63}$')
+
+
+def parse_target_time(text):
+    """Seconds since the epoch of a recovery target time, which must name its time zone (Z, UTC, +HH, +HH:MM)."""
+    match = _TIME.match((text or '').strip())
+    if not match:
+        raise ValueError('the target time %r is not "YYYY-MM-DD HH:MM:SS[.ffffff]" followed by its time zone '
+                         '(Z, UTC, +HH or +HH:MM), e.g. "2026-12-01 14:30:00+00"' % (text,))
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    fraction = float(match.group(7) or 0)
+    zone = match.group(8)
+    offset = 0
+    if zone not in ('Z', 'UTC'):
+        sign = -1 if zone[0] == '-' else 1
+        digits = zone[1:].replace(':', '')
+        offset = sign * (int(digits[:2]) * 3600 + int(digits[2:4] or 0) * 60)
+    try:
+        datetime.datetime(year, month, day, hour, minute, second)
+    except ValueError:
+        raise ValueError('the target time %r is not a date and time that exists' % (text,))
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + fraction - offset
+
+
+def _utc(epoch):
+    return time.strftime('%Y-%m-%d %H:%M:%S+00', time.gmtime(epoch))
+
+
+def restore_plan(summary, target, value=None, now=None, backup_set=None):
+    """Which backup set to restore and the pgBackRest options for a recovery target, or why not.
+
+    ``summary``: info_summary() of the stanza. ``target``: latest, time, lsn or name; ``value``: the time (with its
+    zone), the LSN or the restore point's name. ``now``: seconds since the epoch (the controller's clock), to refuse a
+    time in the future. ``backup_set``: a label chosen by the operator instead.
+    Returns {ok, reason, set, set_stop, target, value, options: [pgbackrest restore options]}.
+    """
+    plan = {'ok': False, 'reason': '', 'set': None, 'set_stop': None, 'target': target, 'value': value, 'options': []}
+    if target not in TARGET_TYPES:
+        plan['reason'] = 'restore_target must be one of %s, not %r.' % (', '.join(TARGET_TYPES), target)
+        return plan
+    if not summary or not summary.get('exists'):
+        plan['reason'] = 'the stanza is not in the repository (%s).' % ((summary or {}).get('status') or 'no info')
+        return plan
+    backups = [backup for backup in summary.get('backups') or [] if not backup.get('error')]
+    if not backups:
+        plan['reason'] = 'the stanza has no backup to restore from.'
+        return plan
+    first = backups[0]
+    if target != 'latest' and value in (None, ''):
+        plan['reason'] = 'restore_target=%s needs restore_target_value (%s).' % (
+            target, {'time': 'a time with its zone', 'lsn': 'an LSN like 0/5000028', 'name': 'a restore point name'}[target])
+        return plan
+    candidates = backups
+    if target == 'time':
+        try:
+            when = parse_target_time(value)
+        except ValueError as exc:
+            plan['reason'] = '%s.' % exc
+            return plan
+        if now is not None and when > now:
+            plan['reason'] = 'the target time %s is in the future (it is %s now on the controller).' % (_utc(when), _utc(now))
+            return plan
+        if when < (first.get('stop') or 0):
+            plan['reason'] = ('the target time %s is before the end of the first backup (%s, which ended at %s): nothing in '
+                              'the repository can be restored to it. The earliest time is %s.'
+                              % (_utc(when), first['label'], _utc(first['stop']), _utc(first['stop'])))
+            return plan
+        candidates = [backup for backup in backups if (backup.get('stop') or 0) <= when]
+        plan['options'] = ['--type=time', '--target=%s' % value.strip()]
+    elif target == 'lsn':
+        if not _LSN.match(value.strip()):
+            plan['reason'] = 'the target LSN %r is not like 0/5000028.' % (value,)
+            return plan
+        wanted = parse_lsn(value.strip())
+        candidates = [backup for backup in backups if backup.get('lsn_stop') and parse_lsn(backup['lsn_stop']) <= wanted]
+        if not candidates:
+            plan['reason'] = ('the target LSN %s is before the end of the first backup (%s, at %s): nothing in the '
+                              'repository can be restored to it.' % (value.strip(), first['label'], first.get('lsn_stop')))
+            return plan
+        plan['options'] = ['--type=lsn', '--target=%s' % value.strip()]
+    elif target == 'name':
+        if not _NAME.match(value.strip()):
+            plan['reason'] = 'the restore point name %r is not a name pg_create_restore_point() would take here.' % (value,)
+            return plan
+        plan['options'] = ['--type=name', '--target=%s' % value.strip()]
+    if backup_set:
+        chosen = [backup for backup in backups if backup['label'] == backup_set]
+        if not chosen:
+            plan['reason'] = 'backup_set %s is not in the repository (it has: %s).' % (
+                backup_set, ', '.join(backup['label'] for backup in backups))
+            return plan
+        if chosen[0] not in candidates:
+            plan['reason'] = 'backup_set %s ends after the target: it cannot be restored to it.' % backup_set
+            return plan
+        candidates = chosen
+    chosen = candidates[-1]
+    plan.update(ok=True, set=chosen['label'], set_stop=chosen.get('stop'))
+    plan['options'] = ['--set=%s' % chosen['label']] + plan['options']
+    if target != 'latest':
+        # Stop at the target and open for writes there (a drill or a disaster), not pause.
+        plan['options'].append('--target-action=promote')
+    return plan

@@ -36,7 +36,7 @@ EXPECTED_FILTERS = sorted([
     'pg_topology', 'pg_failover_plan', 'pg_switchover_plan', 'pg_sync_standby_names', 'pg_lsn_diff',  # cluster.py
     'pg_member_endpoints', 'pg_member_addresses', 'pg_probe_states', 'pg_running_members',  # members.py
     'pg_prefer_addresses', 'pg_port_open', 'pg_hosts_where', 'pg_failover_summary', 'pg_rejoin_plan',  # incident.py
-    'pgbackrest_conf', 'pgbackrest_archive_settings', 'pgbackrest_info',  # pgbackrest.py
+    'pgbackrest_conf', 'pgbackrest_archive_settings', 'pgbackrest_info', 'pgbackrest_restore_plan',  # pgbackrest.py
 ])
 
 # The types a plugin's RETURN may use (ansible-test validate-modules, return_schema for plugins), without the

@@ -16,7 +16,7 @@ import configparser
 import pytest
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.pgbackrest import (
-    archive_settings, config_sections, info_summary, render_ini,
+    archive_settings, config_sections, info_summary, render_ini, restore_plan,
 )
 
 TLS = {'ca': '/etc/pgbackrest/tls/ca.crt', 'cert': '/etc/pgbackrest/tls/host.crt', 'key': '/etc/pgbackrest/tls/host.key'}
@@ -182,6 +182,7 @@ INFO_MISSING = [{'archive': [], 'backup': [], 'cipher': 'none', 'db': [], 'name'
 def test_info_lists_the_backups_oldest_first_with_their_wal_range():
     summary = info_summary(INFO_OK, 'agent-ui')
     assert summary['exists'] and summary['status_code'] == 0 and summary['cipher'] == 'aes-256-cbc'
+    assert (summary['db_version'], summary['system_id']) == ('17', 7340134298521411262)
     assert [backup['type'] for backup in summary['backups']] == ['full', 'diff']
     latest = summary['latest']
     assert latest['label'] == '20261201-222500F_20261201-223000D' and latest['prior'] == '20261201-222500F'
@@ -199,3 +200,71 @@ def test_info_of_a_missing_stanza():
 def test_info_that_is_not_the_printed_list_is_refused():
     with pytest.raises(ValueError, match='--output=json'):
         info_summary('ok', 'agent-ui')
+
+
+# --- restore_plan ------------------------------------------------------------------------------------------------
+# The two backups of INFO_OK: the full ended at 1796163910 (2026-12-01 22:25:10 UTC) at 0/3000120, the diff at
+# 1796164205 (22:30:05) at 0/5000120.
+SUMMARY = info_summary(INFO_OK, 'agent-ui')
+NOW = 1796170000.0
+
+
+def test_latest_restores_the_newest_backup_and_all_the_wal():
+    plan = restore_plan(SUMMARY, 'latest', now=NOW)
+    assert plan['ok'] and plan['set'] == '20261201-222500F_20261201-223000D'
+    assert plan['options'] == ['--set=20261201-222500F_20261201-223000D']
+
+
+@pytest.mark.parametrize('value, chosen', [
+    ('2026-12-01 22:28:00+00', '20261201-222500F'),
+    ('2026-12-01 23:28:00+01:00', '20261201-222500F'),
+    ('2026-12-01T22:31:00Z', '20261201-222500F_20261201-223000D'),
+    ('2026-12-01 22:30:05 UTC', '20261201-222500F_20261201-223000D'),
+], ids=['utc-offset', 'other-zone', 'iso-z', 'at-the-diff-end'])
+def test_a_time_restores_the_newest_backup_that_ended_before_it(value, chosen):
+    plan = restore_plan(SUMMARY, 'time', value, now=NOW)
+    assert plan['ok'], plan['reason']
+    assert plan['set'] == chosen
+    assert plan['options'] == ['--set=' + chosen, '--type=time', '--target=' + value, '--target-action=promote']
+
+
+@pytest.mark.parametrize('value, message', [
+    ('2026-12-31 00:00:00+00', 'is in the future'),
+    ('2026-12-01 22:20:00+00', 'before the end of the first backup (20261201-222500F, which ended at 2026-12-01 22:25:10+00)'),
+    ('2026-12-01 22:28:00', 'time zone'),
+    ('yesterday', 'time zone'),
+    ('2026-02-30 10:00:00+00', 'is not a date and time that exists'),
+    ('', 'needs restore_target_value'),
+], ids=['future', 'before-first-backup', 'no-zone', 'words', 'no-such-day', 'empty'])
+def test_a_time_that_cannot_be_reached_is_refused(value, message):
+    plan = restore_plan(SUMMARY, 'time', value, now=NOW)
+    assert not plan['ok'] and message in plan['reason'], plan['reason']
+    assert plan['set'] is None and plan['options'] == []
+
+
+def test_an_lsn_restores_the_newest_backup_that_ended_before_it():
+    assert restore_plan(SUMMARY, 'lsn', '0/4000000')['set'] == '20261201-222500F'
+    assert restore_plan(SUMMARY, 'lsn', '0/6000000')['set'] == '20261201-222500F_20261201-223000D'
+    refused = restore_plan(SUMMARY, 'lsn', '0/2000000')
+    assert not refused['ok'] and 'before the end of the first backup' in refused['reason']
+    assert 'not like' in restore_plan(SUMMARY, 'lsn', 'five')['reason']
+
+
+def test_a_named_restore_point_and_a_chosen_set():
+    plan = restore_plan(SUMMARY, 'name', 'before_drop', backup_set='20261201-222500F')
+    assert plan['ok'] and plan['options'] == ['--set=20261201-222500F', '--type=name', '--target=before_drop',
+                                              '--target-action=promote']
+    assert 'not a name' in restore_plan(SUMMARY, 'name', "x'; drop")['reason']
+    assert 'is not in the repository' in restore_plan(SUMMARY, 'latest', backup_set='nope')['reason']
+    late = restore_plan(SUMMARY, 'time', '2026-12-01 22:28:00+00', now=NOW, backup_set='20261201-222500F_20261201-223000D')
+    assert not late['ok'] and 'ends after the target' in late['reason']
+
+
+@pytest.mark.parametrize('summary, target, message', [
+    (SUMMARY, 'immediate', 'restore_target must be one of'),
+    (info_summary(INFO_MISSING, 'agent-ui'), 'latest', 'not in the repository'),
+    (dict(SUMMARY, backups=[]), 'latest', 'no backup'),
+], ids=['type', 'no-stanza', 'no-backup'])
+def test_a_restore_that_has_nothing_to_work_with_is_refused(summary, target, message):
+    plan = restore_plan(summary, target, now=NOW)
+    assert not plan['ok'] and message in plan['reason']
