@@ -144,3 +144,42 @@ def test_bad_input_is_refused_and_nothing_is_touched(extra, message):
     assert message in result.stdout + result.stderr, lab.tail(result)
     assert report is None
     assert (drill_rows(), lab.host(DRILL).run("systemctl show -p ActiveEnterTimestamp postgresql@17-drill").stdout) == before
+
+
+def test_a_restore_in_place_onto_a_running_primary_is_refused_without_force():
+    primary = lab.primary()
+    before = (lab.timeline(primary), lab.roles())
+    result, report = lab.playbook("restore.yml", "restore_host=" + primary, "restore_mode=in_place")
+    assert result.returncode != 0 and "RESTORE REFUSED" in result.stdout, lab.tail(result)
+    assert "runs as a primary" in result.stdout and "force=true" in result.stdout, lab.tail(result)
+    assert report is None and (lab.timeline(primary), lab.roles()) == before
+    # Nor onto a replica while the primary runs: that would make two.
+    replica = lab.replicas()[0]
+    result, _report = lab.playbook("restore.yml", "restore_host=" + replica, "restore_mode=in_place")
+    assert result.returncode != 0 and "would make two" in result.stdout, lab.tail(result)
+    assert lab.roles() == before[1]
+
+
+def test_a_disaster_restore_brings_back_every_row_up_to_the_last_archived_wal(marks):
+    """The primary's data directory is destroyed; restoring it in place to latest gives back every archived commit."""
+    primary = lab.primary()
+    psql(primary, "TRUNCATE {}".format(MARKS), db=lab.DB)
+    write(primary, 1, 5000)
+    archived_up_to_now(primary)
+    node = lab.host(primary)
+    node.run("systemctl kill -s KILL {s}; sleep 1; rm -rf {d}".format(s=lab.SERVICE, d=lab.DATA))
+    assert not lab.is_up(primary)
+    started = time.time()
+    result, report = lab.playbook("restore.yml", "restore_host=" + primary, "restore_mode=in_place")
+    assert result.returncode == 0, lab.tail(result)
+    lab.MEASURED.append({"kind": "disaster restore in place, latest", "time_to_write_s": "-", "lost_rows": "-",
+                         "acked": "-", "lost_bytes": "-", "playbook_s": round(time.time() - started, 1)})
+    assert psql(primary, "SELECT count(*), min(id), max(id) FROM {}".format(MARKS), db=lab.DB) == "5000|1|5000"
+    assert report["archive_check"] == "ok" and report["target"] == "latest", report
+    others = sorted(name for name in lab.members() if name != primary)
+    assert sorted(report["rebuild"]) == others and "rejoin_host=" + others[0] in result.stdout
+    assert lab.roles() == dict([(primary, "primary")] + [(name, "down") for name in others])
+    for name in others:
+        rejoined, _rejoin = lab.playbook("rejoin.yml", "rejoin_host=" + name, "allow_reclone=true")
+        assert rejoined.returncode == 0, lab.tail(rejoined)
+    assert lab.wait_streaming(primary, 2) == others
