@@ -12,9 +12,8 @@ filter's name in front of the message.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import functools
-
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import pg_cluster
+from ansible_collections.agent_ui.postgresql.plugins.plugin_utils.filters import as_filter
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -24,15 +23,8 @@ except ImportError:  # Imported as a plain module, e.g. by unit tests without An
 
 
 def _filter(name, function):
-    """``function`` as the filter ``name``: a ValueError becomes AnsibleFilterError('<name>: <message>')."""
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except ValueError as exc:
-            raise AnsibleFilterError('%s: %s' % (name, exc)) from exc
-    run.__name__ = name
-    return run
+    """``function`` as the filter ``name``; its ValueError becomes AnsibleFilterError('<name>: <message>')."""
+    return as_filter(name, function, AnsibleFilterError)
 
 
 pg_topology = _filter('pg_topology', pg_cluster.cluster_topology)

@@ -11,9 +11,8 @@ only call it and turn its ValueError into AnsibleFilterError, with the filter's 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import functools
-
 from ansible_collections.agent_ui.postgresql.plugins.module_utils import pgbackrest
+from ansible_collections.agent_ui.postgresql.plugins.plugin_utils.filters import as_filter
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -23,15 +22,8 @@ except ImportError:  # Imported as a plain module, e.g. by unit tests without An
 
 
 def _filter(name, function):
-    """``function`` as the filter ``name``: a ValueError becomes AnsibleFilterError('<name>: <message>')."""
-    @functools.wraps(function)
-    def run(*args, **kwargs):
-        try:
-            return function(*args, **kwargs)
-        except ValueError as exc:
-            raise AnsibleFilterError('%s: %s' % (name, exc)) from exc
-    run.__name__ = name
-    return run
+    """``function`` as the filter ``name``; its ValueError becomes AnsibleFilterError('<name>: <message>')."""
+    return as_filter(name, function, AnsibleFilterError)
 
 
 def _conf(spec, header=None):
