@@ -114,3 +114,37 @@ def test_every_member_archives_into_the_stanza_and_reads_it_back(name):
     assert psql(name, "SHOW archive_mode") == "on"
     assert psql(name, "SHOW archive_command") == "pgbackrest --stanza={} archive-push %p".format(STANZA)
     assert psql(name, "SHOW restore_command") == 'pgbackrest --stanza={} archive-get %f "%p"'.format(STANZA)
+
+
+def test_an_unreachable_repository_fails_archiving_keeps_the_wal_and_resumes_with_nothing_missing():
+    """Acceptance 5. The scenario's PostgreSQL hosts use io-timeout 10 (molecule.yml), so archive-push gives up after
+    about 30 s instead of about 3 minutes with pgBackRest's defaults."""
+    primary = lab.primary()
+    node = lab.host(BACKUP)
+    _archived, failed_before, _last = archiver(primary)
+    psql(primary, "INSERT INTO {} VALUES (7100000)".format(lab.TABLE), db=lab.DB)
+    segment = psql(primary, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    assert node.run("systemctl stop pgbackrest").rc == 0
+    try:
+        psql(primary, "SELECT pg_switch_wal()")
+        deadline = time.time() + 120
+        while time.time() < deadline and archiver(primary)[1] == failed_before:
+            time.sleep(1)
+        _archived, failed, last = archiver(primary)
+        assert failed > failed_before, "failed_count stayed at {} for 120 s".format(failed)
+        # The primary keeps the segment, and says it is still to be archived.
+        status = lab.host(primary).run("ls {}/pg_wal/archive_status".format(lab.DATA)).stdout.split()
+        assert segment + ".ready" in status, status
+        assert lab.host(primary).file("{}/pg_wal/{}".format(lab.DATA, segment)).exists
+    finally:
+        assert node.run("systemctl start pgbackrest").rc == 0
+    deadline = time.time() + 120
+    while time.time() < deadline and archiver(primary)[2] < segment:
+        time.sleep(1)
+    assert archiver(primary)[2] >= segment, archiver(primary)
+    assert segment + ".ready" not in lab.host(primary).run("ls {}/pg_wal/archive_status".format(lab.DATA)).stdout.split()
+    # The segment is in the repository, and verify finds the WAL whole, with no gap.
+    stored = node.run("find /var/lib/pgbackrest/archive -name '{}-*'".format(segment)).stdout.split()
+    assert len(stored) == 1, stored
+    result = pgbackrest(BACKUP, "verify --log-level-console=detail")
+    assert "completed successfully" in result.stdout and "missing" not in result.stdout.lower(), result.stdout[-3000:]
