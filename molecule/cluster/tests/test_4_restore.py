@@ -150,13 +150,14 @@ def test_a_restore_in_place_onto_a_running_primary_is_refused_without_force():
     primary = lab.primary()
     before = (lab.timeline(primary), lab.roles())
     result, report = lab.playbook("restore.yml", "restore_host=" + primary, "restore_mode=in_place")
-    assert result.returncode != 0 and "RESTORE REFUSED" in result.stdout, lab.tail(result)
-    assert "runs as a primary" in result.stdout and "force=true" in result.stdout, lab.tail(result)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and "RESTORE REFUSED" in said, lab.tail(result)
+    assert "runs as a primary" in said and "force=true" in said, lab.tail(result)
     assert report is None and (lab.timeline(primary), lab.roles()) == before
     # Nor onto a replica while the primary runs: that would make two.
     replica = lab.replicas()[0]
     result, _report = lab.playbook("restore.yml", "restore_host=" + replica, "restore_mode=in_place")
-    assert result.returncode != 0 and "would make two" in result.stdout, lab.tail(result)
+    assert result.returncode != 0 and "would make two" in result.stdout + result.stderr, lab.tail(result)
     assert lab.roles() == before[1]
 
 
