@@ -32,6 +32,9 @@ _OPTION = re.compile(r'^[a-z0-9][a-z0-9-]*$')
 _MANAGED = re.compile(r'^(repo1-(path|host.*|cipher-.*|retention-.*)|pg[0-9]+-.*|tls-server-.*|archive-async|spool-path|'
                       r'archive-push-queue-max|backup-standby|log-path)$')
 CIPHER_TYPES = ('none', 'aes-256-cbc')
+# backup-standby: y fails a backup when no standby streams; prefer (pgBackRest 2.54 and later) takes it from the
+# primary then.
+STANDBY_CHOICES = (None, False, True, 'prefer')
 
 
 def _text(value, what):
@@ -141,10 +144,13 @@ def config_sections(spec):
         options += [('archive-async', True), ('spool-path', archive.get('spool_path') or '/var/spool/pgbackrest')]
     if archive.get('push_queue_max') not in (None, ''):
         options.append(('archive-push-queue-max', archive['push_queue_max']))
-    if kind == 'repo' and spec.get('backup_standby'):
+    standby = spec.get('backup_standby')
+    if standby not in STANDBY_CHOICES:
+        raise ValueError('backup_standby must be false, true or prefer, not %r' % (standby,))
+    if kind == 'repo' and standby:
         if len(pgs) < 2:
             raise ValueError('backup_standby needs a standby: the stanza has one PostgreSQL host')
-        options.append(('backup-standby', True))
+        options.append(('backup-standby', True if standby is True else 'prefer'))
     extra = spec.get('options') or {}
     for key in sorted(extra):
         if not _OPTION.match(str(key)):

@@ -64,7 +64,7 @@ def test_the_repository_holds_wal_of_every_timeline_since_the_first_backup():
     assert "completed successfully" in result.stdout and "invalid" not in result.stdout.lower(), result.stdout[-3000:]
 
 
-def test_the_timers_are_scheduled_and_the_differential_backup_service_takes_one():
+def test_the_timers_are_scheduled_and_the_differential_backup_service_takes_one_from_a_standby():
     node = lab.host(BACKUP)
     listed = node.run("systemctl list-timers --all --no-legend 'pgbackrest-*'").stdout
     for kind in ("full", "diff", "verify"):
@@ -74,10 +74,17 @@ def test_the_timers_are_scheduled_and_the_differential_backup_service_takes_one(
         assert node.run("systemctl is-active " + timer).stdout.strip() == "active"
     fulls = [backup["label"] for backup in info()["backup"] if backup["type"] == "full"]
     assert fulls, info()["backup"]
-    started = node.run("systemctl start pgbackrest-{}-diff.service".format(STANZA))
-    assert started.rc == 0, node.run("journalctl -u pgbackrest-{}-diff --no-pager -n 40".format(STANZA)).stdout
+    # backup-standby=prefer (molecule.yml): with a replica streaming, the files come from it, not the primary.
+    assert lab.wait_streaming(lab.primary(), 1)
+    unit = "pgbackrest-{}-diff.service".format(STANZA)
+    started = node.run("systemctl start " + unit)
+    run = node.run("journalctl --no-pager _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value {})".format(unit))
+    assert started.rc == 0, run.stdout[-4000:]
     latest = info()["backup"][-1]
     assert latest["type"] == "diff" and latest["prior"] in fulls and not latest["error"], latest
+    assert "replay on the standby reached" in run.stdout, run.stdout[-4000:]
+    assert "using primary instead" not in run.stdout, run.stdout[-4000:]
+    assert node.run("grep -x 'backup-standby=prefer' /etc/pgbackrest/pgbackrest.conf").rc == 0
     verified = node.run("systemctl start pgbackrest-{}-verify.service".format(STANZA))
     assert verified.rc == 0, node.run("journalctl -u pgbackrest-{}-verify --no-pager -n 40".format(STANZA)).stdout
 

@@ -113,8 +113,13 @@ def test_async_archiving_and_a_queue_limit_only_when_asked():
 def test_backup_from_a_standby_needs_one():
     conf, _auth, _text = parsed(repo_spec(backup_standby=True))
     assert conf['global']['backup-standby'] == 'y'
+    conf, _auth, _text = parsed(repo_spec(backup_standby='prefer'))
+    assert conf['global']['backup-standby'] == 'prefer'
+    assert 'backup-standby' not in parsed(repo_spec(backup_standby=False))[0]['global']
     with pytest.raises(ValueError, match='needs a standby'):
         config_sections(repo_spec(backup_standby=True, pg=[dict(PG, name='pg1', host='pg1')]))
+    with pytest.raises(ValueError, match='false, true or prefer'):
+        config_sections(repo_spec(backup_standby='yes'))
 
 
 @pytest.mark.parametrize('spec, message', [
