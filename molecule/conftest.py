@@ -91,3 +91,11 @@ def play_recap(stdout):
     """{host: {'ok', 'changed', 'unreachable', 'failed'}} from ansible-playbook's PLAY RECAP, in its order."""
     return dict((row[0], dict(zip(("ok", "changed", "unreachable", "failed"), map(int, row[1:]))))
                 for row in RECAP.findall(stdout))
+
+
+def run_unit(host, unit):
+    """Start a oneshot systemd unit and wait for it; return (the start's result, the unit's journal of this run)."""
+    since = host.run("date +%s").stdout.strip()
+    started = host.run("systemctl start " + unit)
+    journal = host.run("journalctl --no-pager -o cat -u {} --since @{}".format(unit, since)).stdout
+    return started, journal

@@ -41,6 +41,22 @@ def test_a_replica_refuses_writes(replica):
     assert psql(replica, "SELECT pg_is_in_recovery()") == "t"
 
 
+def test_the_maintenance_timer_runs_on_every_member_and_does_its_work_only_on_the_primary():
+    """Every member has the vacuum timer, so that whichever is promoted vacuums; a replica's run is skipped by the
+    unit's ExecCondition (a replica cannot vacuum), not failed."""
+    unit = "agent-ui-postgresql-vacuum.service"
+    for name in lab.members():
+        node = lab.host(name)
+        assert node.run("systemctl is-enabled agent-ui-postgresql-vacuum.timer").stdout.strip() == "enabled"
+        started, run = lab.shared.run_unit(node, unit)
+        assert started.rc == 0, run
+        skipped = "Skipped due to 'exec-condition'" in run
+        assert skipped == (name != BOOTSTRAP), (name, run)
+        assert node.run("systemctl show -p Result --value " + unit).stdout.strip() == "success", run
+    assert psql(BOOTSTRAP, "SELECT count(*) > 0 FROM pg_stat_user_tables WHERE last_vacuum > now() - interval '10 min'",
+                db=lab.DB) == "t"
+
+
 def test_the_replication_and_rewind_roles_are_scram_and_not_superusers():
     rows = psql(BOOTSTRAP, "SELECT rolname, rolsuper, rolreplication, rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid "
                            "WHERE rolname IN ('replicator', 'agent_ui_rewind') ORDER BY 1").splitlines()

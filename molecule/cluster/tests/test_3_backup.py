@@ -77,13 +77,12 @@ def test_the_timers_are_scheduled_and_the_differential_backup_service_takes_one_
     # backup-standby=prefer (molecule.yml): with a replica streaming, the files come from it, not the primary.
     assert lab.wait_streaming(lab.primary(), 1)
     unit = "pgbackrest-{}-diff.service".format(STANZA)
-    started = node.run("systemctl start " + unit)
-    run = node.run("journalctl --no-pager _SYSTEMD_INVOCATION_ID=$(systemctl show -p InvocationID --value {})".format(unit))
-    assert started.rc == 0, run.stdout[-4000:]
+    started, run = lab.shared.run_unit(node, unit)
+    assert started.rc == 0, run[-4000:]
     latest = info()["backup"][-1]
     assert latest["type"] == "diff" and latest["prior"] in fulls and not latest["error"], latest
-    assert "replay on the standby reached" in run.stdout, run.stdout[-4000:]
-    assert "using primary instead" not in run.stdout, run.stdout[-4000:]
+    assert "backup command begin" in run and "replay on the standby reached" in run, run[-4000:]
+    assert "using primary instead" not in run, run[-4000:]
     assert node.run("grep -x 'backup-standby=prefer' /etc/pgbackrest/pgbackrest.conf").rc == 0
     verified = node.run("systemctl start pgbackrest-{}-verify.service".format(STANZA))
     assert verified.rc == 0, node.run("journalctl -u pgbackrest-{}-verify --no-pager -n 40".format(STANZA)).stdout
