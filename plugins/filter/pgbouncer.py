@@ -2,7 +2,7 @@
 # Copyright: Contributors to the agent_ui.postgresql collection
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""PgBouncer filters: the server connections the poolers may open, against what the server leaves free.
+"""PgBouncer filters: the pool budget against the server's free connections, the auth file, the [databases] section.
 
 The logic lives in plugins/module_utils/pgbouncer.py (pure functions, unit-tested without Ansible); these filters
 only call it and turn its ValueError into AnsibleFilterError, with the filter's name in front of the message.
@@ -28,11 +28,18 @@ def _budget(spec):
 
 
 pgbouncer_pool_budget = as_filter('pgbouncer_pool_budget', _budget, AnsibleFilterError)
+pgbouncer_userlist = as_filter('pgbouncer_userlist', pgbouncer.render_userlist, AnsibleFilterError)
+pgbouncer_databases = as_filter('pgbouncer_databases', pgbouncer.databases_section, AnsibleFilterError)
 
 
 class FilterModule(object):
-    """PgBouncer filters, documented in pgbouncer_pool_budget.yml next to this file."""
+    """PgBouncer filters, documented in pgbouncer_pool_budget.yml, pgbouncer_userlist.yml and pgbouncer_databases.yml
+    next to this file."""
 
     def filters(self):
         """Map Jinja filter names to functions."""
-        return {'pgbouncer_pool_budget': pgbouncer_pool_budget}
+        return {
+            'pgbouncer_pool_budget': pgbouncer_pool_budget,
+            'pgbouncer_userlist': pgbouncer_userlist,
+            'pgbouncer_databases': pgbouncer_databases,
+        }

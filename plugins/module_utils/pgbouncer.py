@@ -16,6 +16,12 @@ walsenders have slots of their own (``max_wal_senders``) and are not counted her
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+
 
 def _count(value, what, minimum=0):
     if isinstance(value, bool):
@@ -141,3 +147,138 @@ def budget_message(budget):
         return 'The pools fit: %s; %s; %d to spare.' % (poolers, server, budget['free'])
     return ('The pools do not fit: %s, but the server has %s. Lower pool_size, reserve_pool_size or '
             'max_db_connections, or raise max_connections (postgresql_max_connections).' % (poolers, server))
+
+
+# --- The auth file ------------------------------------------------------------------------------------------------
+# PgBouncer authenticates the accounts of its auth file itself: the admin and stats users, with SCRAM secrets (a
+# client that logs in with SCRAM is checked against them), and the auth user, whose password must be in clear: PgBouncer
+# logs in to the server as that user for auth_query, and cannot do so from a SCRAM secret (PgBouncer issue #774).
+SCRAM_ITERATIONS = 4096
+
+
+def scram_verifier(password, salt, iterations=SCRAM_ITERATIONS):
+    """PostgreSQL's SCRAM-SHA-256 secret of ``password`` with ``salt`` (bytes), as pg_authid and PgBouncer store it."""
+    if not isinstance(password, str) or password == '':
+        raise ValueError('a SCRAM secret needs a password')
+    if not isinstance(salt, bytes) or len(salt) < 16:
+        raise ValueError('a SCRAM salt must be at least 16 bytes')
+    salted = hashlib.pbkdf2_hmac('sha256', password.encode('utf-8'), salt, int(iterations))
+    client_key = hmac.new(salted, b'Client Key', hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b'Server Key', hashlib.sha256).digest()
+    return 'SCRAM-SHA-256$%d:%s$%s:%s' % (int(iterations), _b64(salt), _b64(stored_key), _b64(server_key))
+
+
+def scram_verifies(verifier, password):
+    """Whether ``verifier`` (a SCRAM-SHA-256 secret) is that of ``password``; False for anything else."""
+    match = _SCRAM.match(verifier or '')
+    if not match or not password:
+        return False
+    try:
+        iterations, salt = int(match.group(1)), base64.b64decode(match.group(2), validate=True)
+    except (ValueError, binascii.Error):
+        return False
+    if len(salt) < 16:
+        return False
+    return hmac.compare_digest(scram_verifier(password, salt, iterations), verifier)
+
+
+def _b64(data):
+    return base64.b64encode(data).decode('ascii')
+
+
+def _quoted(text, what):
+    if not isinstance(text, str) or text == '' or any(c in text for c in '\r\n\0'):
+        raise ValueError('%s must be one line of text, not %r' % (what, '<hidden>' if 'password' in what else text))
+    return '"%s"' % text.replace('"', '""')
+
+
+def parse_userlist(text):
+    """{user: secret} of an auth file's lines ("user" "secret"); lines that do not parse are left out."""
+    found = {}
+    for line in (text or '').splitlines():
+        match = _USERLIST_LINE.match(line.strip())
+        if match:
+            found[match.group(1).replace('""', '"')] = match.group(2).replace('""', '"')
+    return found
+
+
+def render_userlist(entries, current='', salts=None):
+    """The auth file for ``entries`` [{name, password, secret: scram | plain}], in order.
+
+    A SCRAM entry keeps the secret of ``current`` (the file as it is) when that secret is still the password's, so
+    that a second run writes the same file; otherwise it gets a new secret salted with ``salts[name]`` (random text
+    the caller draws each run: this function stays pure). A plain entry is the password itself.
+    """
+    existing = parse_userlist(current)
+    salts = salts or {}
+    lines = []
+    seen = set()
+    for entry in entries or []:
+        name = entry.get('name')
+        _quoted(name, 'an auth file user name')
+        if name in seen:
+            raise ValueError('the auth file lists %s twice' % name)
+        seen.add(name)
+        password = entry.get('password')
+        if not isinstance(password, str) or password == '':
+            raise ValueError('the auth file entry %s has no password' % name)
+        kind = entry.get('secret', 'scram')
+        if kind == 'plain':
+            secret = password
+        elif kind == 'scram':
+            secret = existing.get(name)
+            if not scram_verifies(secret, password):
+                salt = salts.get(name)
+                if not salt or len(str(salt).encode('utf-8')) < 16:
+                    raise ValueError('the auth file entry %s needs a new SCRAM secret, and no salt of 16 or more bytes '
+                                     'was given' % name)
+                secret = scram_verifier(password, str(salt).encode('utf-8'))
+        else:
+            raise ValueError('the auth file entry %s: secret must be scram or plain, not %r' % (name, kind))
+        lines.append('%s %s' % (_quoted(name, 'an auth file user name'), _quoted(secret, 'an auth file password')))
+    return '\n'.join(lines) + '\n' if lines else ''
+
+
+# --- [databases] --------------------------------------------------------------------------------------------------
+_DB_NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_$-]*$')
+_DB_OPTIONS = ('pool_size', 'reserve_pool_size', 'max_db_connections', 'pool_mode', 'min_pool_size')
+
+
+def databases_section(databases, host, port=5432):
+    """The [databases] section that sends each pooled database to ``host`` (the primary): no user= (SCRAM
+    pass-through needs the client's own login) and no password. Used by the role and by failover.yml's repoint."""
+    if not host or not isinstance(host, str) or any(c in host for c in ' \'"=\n'):
+        raise ValueError('the primary host must be a host name or address, not %r' % (host,))
+    port = _count(port, 'the primary port', 1)
+    lines = ['[databases]']
+    seen = set()
+    for database in databases or []:
+        name = database.get('name')
+        if not name or not _DB_NAME.match(name):
+            raise ValueError('a pooled database name must be letters, digits, "_", "$" or "-", not %r' % (name,))
+        if name in seen:
+            raise ValueError('the database %s is listed twice' % name)
+        seen.add(name)
+        dbname = database.get('dbname') or name
+        if not _DB_NAME.match(dbname):
+            raise ValueError('the dbname of %s is not a plain name: %r' % (name, dbname))
+        parts = ['host=%s' % host, 'port=%d' % port, 'dbname=%s' % dbname]
+        for key in _DB_OPTIONS:
+            if database.get(key) not in (None, ''):
+                value = database[key]
+                if key == 'pool_mode':
+                    if value not in POOL_MODES:
+                        raise ValueError('%s pool_mode must be one of %s, not %r' % (name, ', '.join(POOL_MODES), value))
+                else:
+                    value = _count(value, '%s %s' % (name, key))
+                parts.append('%s=%s' % (key, value))
+        lines.append('%s = %s' % (name, ' '.join(parts)))
+    if len(lines) == 1:
+        raise ValueError('no database is pooled')
+    return '\n'.join(lines) + '\n'
+
+
+POOL_MODES = ('session', 'transaction', 'statement')
+_SCRAM = re.compile(r'^SCRAM-SHA-256\$([0-9]+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$')
+_USERLIST_LINE = re.compile(r'^"((?:[^"]|"")+)"\s+"((?:[^"]|"")*)"')

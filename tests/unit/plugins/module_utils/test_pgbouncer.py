@@ -9,7 +9,9 @@ __metaclass__ = type
 
 import pytest
 
-from ansible_collections.agent_ui.postgresql.plugins.module_utils.pgbouncer import budget_message, pool_budget
+from ansible_collections.agent_ui.postgresql.plugins.module_utils.pgbouncer import (
+    budget_message, databases_section, parse_userlist, pool_budget, render_userlist, scram_verifier, scram_verifies,
+)
 
 
 def app(**changes):
@@ -99,3 +101,97 @@ def test_a_server_with_nothing_left_for_the_poolers_never_fits():
 def test_bad_input_is_refused_with_the_name_of_what_is_wrong(changes, message):
     with pytest.raises(ValueError, match=message):
         pool_budget(app(**changes))
+
+
+# --- the auth file ---------------------------------------------------------------------------------------------
+
+SALT = b'0123456789abcdef'
+
+
+def test_a_scram_secret_has_postgresqls_layout_and_verifies_only_its_password():
+    secret = scram_verifier('s3cret', SALT)
+    assert secret.startswith('SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$')
+    assert scram_verifies(secret, 's3cret') and not scram_verifies(secret, 's3cre') and not scram_verifies(secret, '')
+    assert not scram_verifies('md5abc', 's3cret') and not scram_verifies(None, 's3cret')
+    assert not scram_verifies('SCRAM-SHA-256$4096:c2hvcnQ=$AAAA:AAAA', 's3cret')  # a salt of 5 bytes
+
+
+def test_postgresql_accepts_our_secret_and_we_recognise_its_own(postgresql_server):
+    """PostgreSQL makes a secret with a random salt; ours with that salt must be the same bytes, and PostgreSQL
+    must take ours as a SCRAM secret, not as a password to hash."""
+    role = 'scram_probe_%d' % id(postgresql_server)
+    postgresql_server.query('postgres', "SET password_encryption = 'scram-sha-256'; CREATE ROLE %s PASSWORD 'pw-1'" % role)
+    try:
+        theirs = postgresql_server.query('postgres', "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))[0][0]
+        assert scram_verifies(theirs, 'pw-1') and not scram_verifies(theirs, 'pw-2')
+        ours = scram_verifier('pw-2', SALT)
+        postgresql_server.query('postgres', "ALTER ROLE %s PASSWORD '%s'" % (role, ours))
+        stored = postgresql_server.query('postgres', "SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,))[0][0]
+        assert stored == ours
+    finally:
+        postgresql_server.query('postgres', 'DROP ROLE %s' % role)
+
+
+ENTRIES = [{'name': 'pgbouncer_admin', 'password': 'admin-pw'}, {'name': 'pgbouncer_stats', 'password': 'stats-pw'},
+           {'name': 'pgbouncer_auth', 'password': 'auth "pw"', 'secret': 'plain'}]
+SALTS = {'pgbouncer_admin': 'salt-for-admin-0001', 'pgbouncer_stats': 'salt-for-stats-0001'}
+
+
+def test_the_auth_file_holds_scram_secrets_and_the_auth_users_password_quoted():
+    text = render_userlist(ENTRIES, '', SALTS)
+    found = parse_userlist(text)
+    assert list(found) == ['pgbouncer_admin', 'pgbouncer_stats', 'pgbouncer_auth']
+    assert scram_verifies(found['pgbouncer_admin'], 'admin-pw') and scram_verifies(found['pgbouncer_stats'], 'stats-pw')
+    assert found['pgbouncer_auth'] == 'auth "pw"' and '"auth ""pw"""' in text
+    assert 'admin-pw' not in text and 'stats-pw' not in text
+
+
+def test_a_second_run_keeps_the_secrets_that_still_match_and_renews_a_changed_one():
+    first = render_userlist(ENTRIES, '', SALTS)
+    assert render_userlist(ENTRIES, first, {'pgbouncer_admin': 'another-salt-00002', 'pgbouncer_stats': 'x' * 20}) == first
+    changed = [dict(ENTRIES[0], password='new-admin-pw')] + ENTRIES[1:]
+    second = parse_userlist(render_userlist(changed, first, {'pgbouncer_admin': 'another-salt-00002'}))
+    assert scram_verifies(second['pgbouncer_admin'], 'new-admin-pw')
+    assert second['pgbouncer_stats'] == parse_userlist(first)['pgbouncer_stats']
+
+
+@pytest.mark.parametrize('entries, salts, message', [
+    ([{'name': 'a', 'password': ''}], {'a': 'x' * 16}, 'a has no password'),
+    ([{'name': 'a', 'password': 'p'}], {}, 'needs a new SCRAM secret'),
+    ([{'name': 'a', 'password': 'p'}], {'a': 'short'}, 'needs a new SCRAM secret'),
+    ([{'name': 'a', 'password': 'p', 'secret': 'md5'}], {'a': 'x' * 16}, 'scram or plain'),
+    ([{'name': 'a', 'password': 'p', 'secret': 'plain'}, {'name': 'a', 'password': 'q', 'secret': 'plain'}], {}, 'twice'),
+    ([{'name': 'a\nb', 'password': 'p', 'secret': 'plain'}], {}, 'one line'),
+    ([{'name': 'a', 'password': 'p\nq', 'secret': 'plain'}], {}, "one line of text, not '<hidden>'"),
+])
+def test_a_bad_auth_file_entry_is_refused_without_showing_a_password(entries, salts, message):
+    with pytest.raises(ValueError, match=message):
+        render_userlist(entries, '', salts)
+
+
+# --- [databases] -----------------------------------------------------------------------------------------------
+
+def test_each_database_points_at_the_primary_with_no_user_and_its_own_limits():
+    text = databases_section([{'name': 'claude_agent_ui', 'pool_size': 20, 'max_db_connections': 40},
+                              {'name': 'reports', 'dbname': 'claude_agent_ui', 'pool_mode': 'session'}],
+                             'mol-cluster-pg2', 5432)
+    assert text.splitlines() == [
+        '[databases]',
+        'claude_agent_ui = host=mol-cluster-pg2 port=5432 dbname=claude_agent_ui pool_size=20 max_db_connections=40',
+        'reports = host=mol-cluster-pg2 port=5432 dbname=claude_agent_ui pool_mode=session']
+    assert 'user=' not in text and 'password' not in text
+
+
+@pytest.mark.parametrize('databases, host, message', [
+    ([], 'pg1', 'no database is pooled'),
+    ([{'name': 'a'}], 'pg1 host=evil', 'host name or address'),
+    ([{'name': 'a'}], '', 'host name or address'),
+    ([{'name': 'a b'}], 'pg1', 'pooled database name'),
+    ([{'name': 'a'}, {'name': 'a'}], 'pg1', 'listed twice'),
+    ([{'name': 'a', 'dbname': 'x user=postgres'}], 'pg1', 'not a plain name'),
+    ([{'name': 'a', 'pool_mode': 'none'}], 'pg1', 'pool_mode must be one of'),
+    ([{'name': 'a', 'pool_size': 'lots'}], 'pg1', 'a pool_size must be a whole number'),
+])
+def test_a_bad_database_entry_is_refused(databases, host, message):
+    with pytest.raises(ValueError, match=message):
+        databases_section(databases, host)
