@@ -8,7 +8,7 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$top/.config/containers.conf}
 cache=${LAB_CACHE_DIR:-$top/.cache}
 network=agent-ui-lab
 # host name : image suite
-hosts=("pg1:trixie" "pg2:trixie" "pg3:trixie" "backup1:trixie" "drill1:trixie")
+hosts=("pg1:trixie" "pg2:trixie" "pg3:trixie" "backup1:trixie" "drill1:trixie" "pooler1:trixie")
 # Ansible reaches the lab hosts over SSH, as it reaches real hosts (pipelining and ControlPersist: see ansible.cfg),
 # through an ssh_config written here: a lab-only key, the containers' addresses on $network, and their host keys,
 # read over `podman exec` (a channel that needs no trust on first use) into a known_hosts file checked strictly.
@@ -131,7 +131,8 @@ info() {
 
 The lab is up: pg1, pg2 and pg3 (Debian 13, PostgreSQL 17, one cluster with streaming replication) and backup1
 (the pgBackRest repository: ssh -F $sshdir/config agent-ui-lab-backup1 sudo -u postgres pgbackrest info), and
-drill1, where playbooks/restore.yml restores drills (docs/runbook-restore.md); network $network.
+drill1, where playbooks/restore.yml restores drills (docs/runbook-restore.md), and pooler1 (PgBouncer on 6432, in
+front of whichever node is the primary: docs/pgbouncer.md); network $network.
 Log in: ssh -F $sshdir/config agent-ui-lab-pg1 (Ansible goes the same way).
 Connect to whichever node is the primary now, with TLS verified against the lab CA (password: see
 inventories/lab/group_vars/postgresql.yml):

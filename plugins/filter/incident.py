@@ -130,6 +130,9 @@ def pg_failover_summary(plan):
     if done and plan.get('archive_check'):
         check = plan['archive_check']
         lines.append('%sWAL archiving on the new primary: %s' % ('ARCHIVING BROKEN: ' if check.startswith('FAILED') else '', check))
+    for host, outcome in sorted((plan.get('pgbouncer') or {}).items()):
+        state = 'points at the new primary' if outcome == 'ok' else outcome
+        lines.append('%sPgBouncer on %s: %s' % ('PGBOUNCER NOT REPOINTED: ' if outcome != 'ok' else '', host, state))
     for note in plan.get('notes') or []:
         lines.append('note: %s' % note)
     if done and plan.get('elapsed_seconds') is not None:

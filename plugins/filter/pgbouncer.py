@@ -30,11 +30,11 @@ def _budget(spec):
 pgbouncer_pool_budget = as_filter('pgbouncer_pool_budget', _budget, AnsibleFilterError)
 pgbouncer_userlist = as_filter('pgbouncer_userlist', pgbouncer.render_userlist, AnsibleFilterError)
 pgbouncer_databases = as_filter('pgbouncer_databases', pgbouncer.databases_section, AnsibleFilterError)
+pgbouncer_step_outcomes = as_filter('pgbouncer_step_outcomes', pgbouncer.step_outcomes, AnsibleFilterError)
 
 
 class FilterModule(object):
-    """PgBouncer filters, documented in pgbouncer_pool_budget.yml, pgbouncer_userlist.yml and pgbouncer_databases.yml
-    next to this file."""
+    """PgBouncer filters, each documented in a file of its name next to this one."""
 
     def filters(self):
         """Map Jinja filter names to functions."""
@@ -42,4 +42,5 @@ class FilterModule(object):
             'pgbouncer_pool_budget': pgbouncer_pool_budget,
             'pgbouncer_userlist': pgbouncer_userlist,
             'pgbouncer_databases': pgbouncer_databases,
+            'pgbouncer_step_outcomes': pgbouncer_step_outcomes,
         }

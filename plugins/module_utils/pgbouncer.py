@@ -282,3 +282,43 @@ def databases_section(databases, host, port=5432):
 POOL_MODES = ('session', 'transaction', 'statement')
 _SCRAM = re.compile(r'^SCRAM-SHA-256\$([0-9]+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$')
 _USERLIST_LINE = re.compile(r'^"((?:[^"]|"")+)"\s+"((?:[^"]|"")*)"')
+
+
+# --- The incident playbooks' step -----------------------------------------------------------------------------------
+def _failure(result):
+    """Why one loop result of a delegated task failed, in one line; None when it did not."""
+    if not isinstance(result, dict):
+        return 'no result'
+    if result.get('unreachable'):
+        return 'unreachable: %s' % (result.get('msg') or 'no answer')
+    if result.get('skipped'):
+        return None
+    if result.get('failed') or result.get('rc') not in (None, 0):
+        lines = [line for line in (result.get('stderr_lines') or []) + (result.get('stdout_lines') or []) if line.strip()]
+        return (lines[-1] if lines else result.get('msg') or 'failed (rc %s)' % result.get('rc')).strip()
+    return None
+
+
+def step_outcomes(hosts, recorded, written=None, console=None):
+    """{host: 'ok' | 'FAILED: why'} of steps/pgbouncer.yml: the first failure of each host, in the order the step
+    ran (reading what the role recorded, writing [databases], the console commands).
+
+    ``recorded``: the slurp loop's results (item: host); ``written`` and ``console``: the later loops' results, whose
+    item is the slurp result (item.item: host).
+    """
+    outcome = dict((host, 'ok') for host in hosts or [])
+    for result in recorded or []:
+        host = result.get('item')
+        why = _failure(result)
+        if why is None and 'content' not in result:
+            why = 'nothing recorded by the pgbouncer role (/etc/pgbouncer/agent-ui-pgbouncer.json)'
+        if host in outcome and why and outcome[host] == 'ok':
+            outcome[host] = 'FAILED: %s' % why
+    for results in (written or [], console or []):
+        for result in results:
+            item = result.get('item') if isinstance(result, dict) else None
+            host = item.get('item') if isinstance(item, dict) else item
+            why = _failure(result)
+            if host in outcome and why and outcome[host] == 'ok':
+                outcome[host] = 'FAILED: %s' % why
+    return outcome

@@ -69,7 +69,7 @@ def test_the_server_archives_asynchronously_into_its_own_encrypted_repository(ho
     assert stored, "no WAL in the local repository"
     assert host.run("head -c 8 {} | od -An -c".format(stored)).stdout.split() == list("Salted__")
 
-    archived_before, failed_before, _ = archived_through(host, "")
+    archived_before, failed_before, _last = archived_through(host, "")
     segment = switch_wal(host)
     archived, failed, last = archived_through(host, segment)
     assert last >= segment and archived > archived_before and failed == failed_before == 0, (segment, last, failed)
@@ -128,8 +128,8 @@ def test_the_local_repository_restores_every_row_up_to_the_last_archived_segment
     host.run("runuser -u postgres -- sh -c {}".format(shlex.quote(
         "printf 'local all all trust\\n' > {d}/pg_hba.conf && : > {d}/pg_ident.conf && "
         "printf '%s\\n' {s} > {d}/postgresql.conf".format(d=copy_dir, s=" ".join(shlex.quote(x) for x in settings)))))
-    started = host.run("runuser -u postgres -- /usr/lib/postgresql/{}/bin/pg_ctl -D {} -w -t 120 -l {}/startup.log "
-                       "start".format(version(host), copy_dir, copy_dir))
+    started = host.run("runuser -u postgres -- /usr/lib/postgresql/{v}/bin/pg_ctl -D {d} -w -t 120 -l {d}/startup.log "
+                       "start".format(v=version(host), d=copy_dir))
     assert started.rc == 0, host.run("tail -n 30 {}/startup.log".format(copy_dir)).stdout
 
     def copy(sql):

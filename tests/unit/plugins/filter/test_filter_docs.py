@@ -37,7 +37,7 @@ EXPECTED_FILTERS = sorted([
     'pg_member_endpoints', 'pg_member_addresses', 'pg_probe_states', 'pg_running_members',  # members.py
     'pg_prefer_addresses', 'pg_port_open', 'pg_hosts_where', 'pg_failover_summary', 'pg_rejoin_plan',  # incident.py
     'pgbackrest_conf', 'pgbackrest_archive_settings', 'pgbackrest_info', 'pgbackrest_restore_plan',  # pgbackrest.py
-    'pgbouncer_pool_budget', 'pgbouncer_userlist', 'pgbouncer_databases',  # pgbouncer.py
+    'pgbouncer_pool_budget', 'pgbouncer_userlist', 'pgbouncer_databases', 'pgbouncer_step_outcomes',  # pgbouncer.py
 ])
 
 # The types a plugin's RETURN may use (ansible-test validate-modules, return_schema for plugins), without the

@@ -452,3 +452,10 @@ def test_a_plan_has_no_archive_line_yet():
     plan = {'action': 'promote', 'candidate': 'pg2', 'candidate_lsn': '0/3000000', 'old_primary': 'pg1',
             'lost_bytes': None, 'lost_estimate': '', 'archive_check': 'ok'}
     assert not any('archiving' in line for line in incident.pg_failover_summary(plan))
+
+
+def test_the_summary_says_where_pgbouncer_points_and_which_host_was_not_repointed():
+    lines = incident.pg_failover_summary(finished(pgbouncer={'pooler1': 'ok', 'pooler2': 'FAILED: unreachable: timed out'}))
+    assert 'PgBouncer on pooler1: points at the new primary' in lines
+    assert 'PGBOUNCER NOT REPOINTED: PgBouncer on pooler2: FAILED: unreachable: timed out' in lines
+    assert not any('PgBouncer' in line for line in incident.pg_failover_summary(finished()))

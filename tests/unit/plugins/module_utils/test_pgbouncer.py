@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.agent_ui.postgresql.plugins.module_utils.pgbouncer import (
     budget_message, databases_section, parse_userlist, pool_budget, render_userlist, scram_verifier, scram_verifies,
+    step_outcomes,
 )
 
 
@@ -195,3 +196,23 @@ def test_each_database_points_at_the_primary_with_no_user_and_its_own_limits():
 def test_a_bad_database_entry_is_refused(databases, host, message):
     with pytest.raises(ValueError, match=message):
         databases_section(databases, host)
+
+
+# --- the incident playbooks' step ------------------------------------------------------------------------------
+
+def test_each_pgbouncer_host_gets_the_first_failure_of_the_step_or_ok():
+    recorded = [{'item': 'p1', 'content': 'e30='}, {'item': 'p2', 'unreachable': True, 'msg': 'ssh: timed out'},
+                {'item': 'p3', 'failed': True, 'msg': 'file not found'}, {'item': 'p4', 'content': 'e30='}]
+    written = [{'item': recorded[0], 'changed': True}, {'item': recorded[3], 'failed': True, 'msg': 'disk full'}]
+    console = [{'item': recorded[0], 'rc': 0}, {'item': recorded[3], 'skipped': True}]
+    outcome = step_outcomes(['p1', 'p2', 'p3', 'p4', 'p5'], recorded, written, console)
+    assert outcome == {'p1': 'ok', 'p2': 'FAILED: unreachable: ssh: timed out', 'p3': 'FAILED: file not found',
+                       'p4': 'FAILED: disk full', 'p5': 'ok'}
+
+
+def test_a_console_error_is_its_last_line_and_a_missing_record_is_named():
+    recorded = [{'item': 'p1', 'content': 'e30='}, {'item': 'p2'}]
+    console = [{'item': recorded[0], 'rc': 1, 'stderr_lines': ['psql: error: connection to server on socket failed', '']}]
+    outcome = step_outcomes(['p1', 'p2'], recorded, [], console)
+    assert outcome['p1'] == 'FAILED: psql: error: connection to server on socket failed'
+    assert outcome['p2'].startswith('FAILED: nothing recorded by the pgbouncer role')
