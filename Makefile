@@ -10,7 +10,7 @@ STAMPS := $(CACHE)/stamps
 SCENARIOS ?= preflight default pgdg migration cluster
 # The cluster scenario's hosts install at the same time, and apt locks its archive directory: each gets a cache of its
 # own, seeded (hard links) from the shared Debian 13 cache that the scenarios before it fill.
-CLUSTER_APT_HOSTS := mol-cluster-pg1 mol-cluster-pg2 mol-cluster-pg3 mol-cluster-backup1 mol-cluster-app
+CLUSTER_APT_HOSTS := mol-cluster-pg1 mol-cluster-pg2 mol-cluster-pg3 mol-cluster-backup1 mol-cluster-app mol-cluster-pooler1
 # The apt packages come in two sets, so that the tests do not install the lab's container stack:
 # - the tests': postgresql-15, a throwaway server for the unit tests marked `server` (and the benchmark);
 #   pgloader, the migration benchmark's peer.

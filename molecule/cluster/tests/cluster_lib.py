@@ -25,8 +25,12 @@ CA = "/etc/ssl/certs/agent-ui-postgresql-ca.pem"
 SERVICE = "postgresql@17-main"
 DATA = "/var/lib/postgresql/17/main"
 APP = "mol-cluster-app"
+POOLER = "mol-cluster-pooler1"
 DB = "app_test"
 TABLE = "failover_probe"
+# The app through PgBouncer: TLS with the server's name checked, and SCRAM or nothing.
+POOLER_DSN = ("host={} port=6432 dbname={} user={} sslmode=verify-full sslrootcert={} require_auth=scram-sha-256 "
+              "connect_timeout=2").format(POOLER, DB, DB, CA)
 
 # Measurements printed at the end of the run (conftest.py's terminal summary): no test asserts a time.
 MEASURED = []
@@ -149,15 +153,16 @@ def tail(result):
 class Writer(object):
     """tests/support/writer.py on the app host: sequence numbers from `start`, every acknowledgement recorded."""
 
-    def __init__(self, start):
+    def __init__(self, start, dsn=None):
         self.start = start
         self.out = "/root/writer-{}.log".format(start)
         self.stop_file = "/root/writer-{}.stop".format(start)
+        self.dsn = dsn or ("host={hosts} port=5432 dbname={db} user={db} sslmode=verify-full sslrootcert={ca} "
+                           "target_session_attrs=read-write connect_timeout=1").format(hosts=",".join(members()), db=DB, ca=CA)
 
     def __enter__(self):
         app = host(APP)
-        dsn = ("host={hosts} port=5432 dbname={db} user={db} sslmode=verify-full sslrootcert={ca} "
-               "target_session_attrs=read-write connect_timeout=1").format(hosts=",".join(members()), db=DB, ca=CA)
+        dsn = self.dsn
         command = ("rm -f {out} {stop}; PGPASSFILE=/root/.pgpass.writer nohup python3 /root/writer.py --dsn {dsn} "
                    "--table {table} --out {out} --stop {stop} --start {start} --interval 0.02 >/root/writer.err 2>&1 &").format(
                        out=self.out, stop=self.stop_file, dsn=shlex.quote(dsn), table=TABLE, start=self.start)
@@ -185,6 +190,15 @@ class Writer(object):
         raise AssertionError("the writer got no {} acks from {} after {}: last lines {}".format(
             count, host_name, after, host(APP).run("tail -5 {} /root/writer.err".format(self.out)).stdout))
 
+    def errors(self, after=0.0):
+        """[(time, message)] of every failed insert after time `after`."""
+        rows = []
+        for line in host(APP).run("cat {}".format(self.out)).stdout.splitlines():
+            fields = line.split(None, 2)
+            if fields and fields[0] == "err" and float(fields[1]) > after:
+                rows.append((float(fields[1]), fields[2] if len(fields) > 2 else ""))
+        return rows
+
     def stop(self):
         host(APP).run("touch {}".format(self.stop_file))
         time.sleep(0.5)
@@ -200,10 +214,13 @@ class Writer(object):
         return sorted(acked - present)
 
 
-def measure(kind, kill_at, writer, new_primary, report=None, wall=None):
-    """Record (and return) the seconds from the kill to the first write the new primary acknowledged, and the losses."""
-    first = writer.wait_acks(1, host_name=new_primary, after=kill_at)
-    writer.wait_acks(20, host_name=new_primary, after=kill_at)
+def measure(kind, kill_at, writer, new_primary, report=None, wall=None, acked_by=False):
+    """Record (and return) the seconds from the kill to the first write the new primary acknowledged, and the losses.
+    `acked_by`: the host name the writer sees acknowledging (the new primary's by default; a writer through PgBouncer
+    sees the pooler's)."""
+    acked_by = new_primary if acked_by is False else acked_by
+    first = writer.wait_acks(1, host_name=acked_by, after=kill_at)
+    writer.wait_acks(20, host_name=acked_by, after=kill_at)
     writer.stop()
     lost = writer.lost(new_primary)
     entry = {"kind": kind, "time_to_write_s": round(first[1] - kill_at, 2), "lost_rows": len(lost),
