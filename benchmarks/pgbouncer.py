@@ -17,7 +17,8 @@ Run from the checkout after ``make lab``::
    select-only and the simple-update scripts for ``--seconds`` with ``--clients`` (50) clients; the paths alternate,
    so that a slow spell of the machine falls on both. It prints the TPS of each and the ratio pooled / direct.
 3. The sweep: for each client count of ``--sweep`` (100, 200, 500, 1000) a short select-only run each way
-   (``--sweep-seconds``, 5, plus a second per 50 clients: their SCRAM logins over TLS take time); a run is served when pgbench exits 0 with every client connected and no failed transaction. It prints the most clients
+   (``--sweep-seconds``, 5, plus a second per 50 clients: their SCRAM logins over TLS take time); a run is served
+   when pgbench exits 0 with every client connected and no failed transaction. It prints the most clients
    each path served. The lab's max_connections is 100: straight to the server, a run with more clients than it has
    free fails at connect; through PgBouncer, the clients share its pools (at most 40 server connections for
    agent_ui).

@@ -29,8 +29,8 @@ POOLER = "mol-cluster-pooler1"
 DB = "app_test"
 TABLE = "failover_probe"
 # The app through PgBouncer: TLS with the server's name checked, and SCRAM or nothing.
-POOLER_DSN = ("host={} port=6432 dbname={} user={} sslmode=verify-full sslrootcert={} require_auth=scram-sha-256 "
-              "connect_timeout=2").format(POOLER, DB, DB, CA)
+POOLER_DSN = ("host={pooler} port=6432 dbname={db} user={db} sslmode=verify-full sslrootcert={ca} "
+              "require_auth=scram-sha-256 connect_timeout=2").format(pooler=POOLER, db=DB, ca=CA)
 
 # Measurements printed at the end of the run (conftest.py's terminal summary): no test asserts a time.
 MEASURED = []
