@@ -9,7 +9,7 @@ It runs on a lab host (python3 and python3-psycopg2 only), connects with a multi
 sequence numbers in autocommit, one statement at a time.  Each insert the server acknowledged is recorded, with the
 time and the host that acknowledged it, in ``--out``, one line each::
 
-    ack <seq> <unix time> <host>
+    ack <seq> <unix time> <host>     (--server-address: the address of the server that acknowledged)
     err <unix time> <message>
 
 An insert that raised is not acknowledged (it may or may not have been committed: it is never counted as lost).
@@ -50,11 +50,16 @@ def main(argv=None):
     parser.add_argument('--start', type=int, default=1, help='first sequence number')
     parser.add_argument('--interval', type=float, default=0.01, help='seconds between inserts')
     parser.add_argument('--retry', type=float, default=0.1, help='seconds between connection attempts')
+    parser.add_argument('--server-address', action='store_true',
+                        help='record the address of the server that acknowledged (through a pooler, the host the '
+                             'writer connects to is the pooler\'s)')
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop)
     seq = args.start
     conn = None
     sql = 'INSERT INTO %s (seq) VALUES (%%s)' % args.table
+    if args.server_address:
+        sql += ' RETURNING host(inet_server_addr())'
     with open(args.out, 'a', buffering=1) as out:
         while not STOP['now'] and not (args.stop and os.path.exists(args.stop)):
             try:
@@ -63,7 +68,7 @@ def main(argv=None):
                 del conn.notices[:]
                 with conn.cursor() as cursor:
                     cursor.execute(sql, (seq,))
-                host = conn.info.host
+                    host = cursor.fetchone()[0] if args.server_address else conn.info.host
                 warned = any('might not have been replicated' in notice for notice in conn.notices)
                 out.write('%s %d %.6f %s\n' % ('unsafe' if warned else 'ack', seq, time.time(), host))
                 seq += 1

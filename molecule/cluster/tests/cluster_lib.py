@@ -52,6 +52,11 @@ def is_up(name):
     return host(name).run("runuser -u postgres -- pg_isready -q -h /var/run/postgresql").rc == 0
 
 
+def address(name):
+    """The member's address on the scenario's network, as inet_server_addr() reports it."""
+    return host(name).run("hostname -I").stdout.split()[0]
+
+
 def container_running(name):
     out = subprocess.run(["podman", "inspect", "-f", "{{.State.Running}}", name], capture_output=True, text=True, check=False)
     return out.stdout.strip() == "true"
@@ -154,7 +159,9 @@ class Writer(object):
     """tests/support/writer.py on the app host: sequence numbers from `start`, every acknowledgement recorded."""
 
     def __init__(self, start, dsn=None):
+        """`dsn`: the members by default; another (PgBouncer's) makes the writer record each server's address."""
         self.start = start
+        self.server_address = dsn is not None
         self.out = "/root/writer-{}.log".format(start)
         self.stop_file = "/root/writer-{}.stop".format(start)
         self.dsn = dsn or ("host={hosts} port=5432 dbname={db} user={db} sslmode=verify-full sslrootcert={ca} "
@@ -164,8 +171,9 @@ class Writer(object):
         app = host(APP)
         dsn = self.dsn
         command = ("rm -f {out} {stop}; PGPASSFILE=/root/.pgpass.writer nohup python3 /root/writer.py --dsn {dsn} "
-                   "--table {table} --out {out} --stop {stop} --start {start} --interval 0.02 >/root/writer.err 2>&1 &").format(
-                       out=self.out, stop=self.stop_file, dsn=shlex.quote(dsn), table=TABLE, start=self.start)
+                   "--table {table} --out {out} --stop {stop} --start {start} --interval 0.02{extra} >/root/writer.err 2>&1 &").format(
+                       out=self.out, stop=self.stop_file, dsn=shlex.quote(dsn), table=TABLE, start=self.start,
+                       extra=" --server-address" if self.server_address else "")
         assert app.run(command).rc == 0
         self.wait_acks(20)
         return self

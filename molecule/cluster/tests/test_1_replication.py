@@ -124,7 +124,8 @@ def test_check_diff_after_converge_changes_nothing():
     result = lab.shared.run_playbook("--check", "--diff", str(lab.PLAYBOOKS / "site.yml"))
     assert result.returncode == 0, lab.tail(result)
     recap = lab.shared.play_recap(result.stdout)
-    assert sorted(recap) == sorted(lab.members() + lab.shared.group_hosts("pgbackrest")), lab.tail(result)
+    assert sorted(recap) == sorted(lab.members() + lab.shared.group_hosts("pgbackrest") + lab.shared.group_hosts("pgbouncer")), \
+        lab.tail(result)
     assert all(counts["changed"] == 0 and counts["failed"] == 0 for counts in recap.values()), lab.tail(result)
 
 

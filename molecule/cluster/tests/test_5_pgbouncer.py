@@ -34,7 +34,7 @@ def client(conninfo, sql, password=APP_PASSWORD):
 
 
 def pooler_ip():
-    return lab.host(POOLER).run("hostname -I").stdout.split()[0]
+    return lab.address(POOLER)
 
 
 def test_an_app_user_connects_through_pgbouncer_with_verify_full_and_scram():
@@ -43,7 +43,7 @@ def test_an_app_user_connects_through_pgbouncer_with_verify_full_and_scram():
     assert result.rc == 0, result.stderr
     user, server, in_recovery = result.stdout.strip().split("|")
     assert user == lab.DB and in_recovery == "f"
-    assert server == lab.host(primary).run("hostname -I").stdout.split()[0]
+    assert server == lab.address(primary)
     # PgBouncer's own connection to the server is TLS too (server_tls_sslmode verify-full).
     rows = psql(primary, "SELECT DISTINCT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
                          "WHERE a.client_addr = '{}'".format(pooler_ip()))
@@ -60,8 +60,7 @@ def doomed_roles():
     primary = healthy()
     psql(primary, "DROP ROLE IF EXISTS mol_expired; DROP ROLE IF EXISTS mol_nologin; "
                   "CREATE ROLE mol_expired LOGIN PASSWORD 'mol-expired-password-1' VALID UNTIL '2001-01-01'; "
-                  "CREATE ROLE mol_nologin NOLOGIN PASSWORD 'mol-nologin-password-1'; "
-                  "GRANT CONNECT ON DATABASE {db} TO mol_expired, mol_nologin".format(db=lab.DB))
+                  "CREATE ROLE mol_nologin NOLOGIN PASSWORD 'mol-nologin-password-1'")
     yield primary
     psql(lab.primary(), "DROP ROLE IF EXISTS mol_expired; DROP ROLE IF EXISTS mol_nologin")
 
@@ -71,7 +70,8 @@ def test_a_role_past_valid_until_or_without_login_is_refused_by_the_lookup_itsel
     for role, password in (("mol_expired", "mol-expired-password-1"), ("mol_nologin", "mol-nologin-password-1")):
         result = client("host={} port=6432 dbname={} user={} sslmode=verify-full sslrootcert={}".format(
             POOLER, lab.DB, role, CA), "SELECT 1", password=password)
-        assert result.rc != 0 and "authentication failed" in result.stderr, (role, result.stderr)
+        # "no such user": the lookup gave PgBouncer nothing, so it never asked the server.
+        assert result.rc != 0 and "no such user" in result.stderr, (role, result.stderr)
     # The refusal is the lookup function's (CVE-2025-2291's lesson), not only the server's: it gives PgBouncer no
     # secret for them, nor for a superuser, while it does for the app's role.
     lookup = "SET ROLE pgbouncer_auth; SELECT count(*) FROM pgbouncer.user_lookup('{}')"
@@ -168,7 +168,9 @@ def test_a_failover_is_invisible_to_a_client_of_pgbouncer_but_for_a_wait():
         assert result.returncode == 0, lab.tail(result)
         new = report["new_primary"]
         assert report["pgbouncer"] == {POOLER: "ok"}, report["pgbouncer"]
-        entry, _lost = lab.measure("failover through PgBouncer", kill_at, writer, new, report, wall, acked_by=POOLER)
+        # The first write the NEW primary acknowledged (the writer records the server's address through PgBouncer).
+        entry, _lost = lab.measure("failover through PgBouncer", kill_at, writer, new, report, wall,
+                                   acked_by=lab.address(new))
     # The same address as before, no reconfiguration of the client; PgBouncer now points at the new primary.
     assert "host={} ".format(new) in lab.host(POOLER).file("/etc/pgbouncer/databases.ini").content_string
     assert client(lab.POOLER_DSN, "SELECT pg_is_in_recovery()").stdout.strip() == "f"
