@@ -38,6 +38,7 @@ EXPECTED_FILTERS = sorted([
     'pg_prefer_addresses', 'pg_port_open', 'pg_hosts_where', 'pg_failover_summary', 'pg_rejoin_plan',  # incident.py
     'pgbackrest_conf', 'pgbackrest_archive_settings', 'pgbackrest_info', 'pgbackrest_restore_plan',  # pgbackrest.py
     'pgbouncer_pool_budget', 'pgbouncer_userlist', 'pgbouncer_databases', 'pgbouncer_step_outcomes',  # pgbouncer.py
+    'web_password_hash',  # monitoring.py
 ])
 
 # The types a plugin's RETURN may use (ansible-test validate-modules, return_schema for plugins), without the
