@@ -30,12 +30,13 @@ export LAB_CACHE_DIR := $(CACHE)
 export PY_COLORS := 0
 export ANSIBLE_NOCOLOR := 1
 
-.PHONY: help deps venv images pgdg-repo lint sanity unit unit-fast check mutation molecule test lab lab-destroy clean
+.PHONY: help deps venv images pgdg-repo lint sanity unit unit-fast check rules mutation molecule test lab lab-destroy clean
 
 help:
 	@echo "make lab          build the lab hosts and run site.yml against them"
 	@echo "make test         lint, sanity, unit tests and every molecule scenario ($(SCENARIOS))"
 	@echo "make check        the fast lane: lint, sanity and the unit tests that need no server (no root, no apt)"
+	@echo "make rules        check the Prometheus alerting rules and run their unit tests (promtool, in a container)"
 	@echo "make mutation     mutation testing (mutmut) of the pure modules; not part of make test"
 	@echo "make lab-destroy  remove the lab hosts"
 
@@ -101,6 +102,20 @@ unit-fast: venv
 check: lint sanity unit-fast
 	@echo "make check: lint, sanity and the unit tests without a server passed"
 
+# The Prometheus alerting rules (roles/prometheus/files/rules) and their unit tests (tests/prometheus), with Debian 13's
+# promtool installed in a throwaway container of the lab image: the host needs no Prometheus. The checkout is mounted
+# read-only; the .deb lands in the shared Debian 13 apt cache, so it is fetched once. apt's output is shown only when
+# it fails.
+PROMTOOL_RULES := roles/prometheus/files/rules/*.yml
+PROMTOOL_TESTS := tests/prometheus/*_test.yml
+
+rules: images
+	@podman run --rm -v $(CURDIR):/src:ro -v $(CACHE)/apt-archives/trixie:/var/cache/apt/archives \
+	  localhost/agent-ui-pg-lab:trixie bash -euo pipefail -c '\
+	    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq promtool; } >/tmp/apt.log 2>&1; \
+	    then cat /tmp/apt.log >&2; exit 1; fi; \
+	    cd /src && promtool check rules $(PROMTOOL_RULES) && promtool test rules $(PROMTOOL_TESTS)'
+
 # Mutation testing of the pure modules, each against its own test file, on a copy of the checkout
 # (tests/support/mutation.py); CPU heavy, so one mutant at a time unless MUTATION_JOBS says otherwise.
 mutation: venv
@@ -118,7 +133,7 @@ molecule: images pgdg-repo
 	  molecule test -s $$s || exit 1; \
 	done
 
-test: lint sanity unit molecule
+test: lint sanity unit rules molecule
 	@echo "make test: all checks passed"
 
 # --- the lab -----------------------------------------------------------------------------------------
