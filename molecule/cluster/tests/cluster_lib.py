@@ -236,3 +236,26 @@ def measure(kind, kill_at, writer, new_primary, report=None, wall=None, acked_by
              "lost_bytes": (report or {}).get("lost_bytes"), "playbook_s": wall}
     MEASURED.append(entry)
     return entry, lost
+
+
+# --- Prometheus (issue 13), on the repository host ---------------------------------------------------------------------
+BACKUP = "mol-cluster-backup1"
+MONITOR = BACKUP
+PROMETHEUS_AUTH = "monitor:mol-prometheus-3c9f1a"
+
+
+def prometheus_api(path, **params):
+    """The `data` of a Prometheus API call (/api/v1/<path>), made on the monitoring host over TLS with its web user."""
+    command = "curl -sf -m 20 --cacert /etc/prometheus/tls/ca.crt -u {auth} https://{host}:9090/api/v1/{path} {data}".format(
+        auth=shlex.quote(PROMETHEUS_AUTH), host=MONITOR, path=path,
+        data=" ".join("--data-urlencode " + shlex.quote("{}={}".format(key, value)) for key, value in params.items()))
+    result = host(MONITOR).run(command)
+    assert result.rc == 0, (path, params, result.stderr)
+    answer = json.loads(result.stdout)
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def prometheus(expr):
+    """The result of an instant query (a list of {metric, value})."""
+    return prometheus_api("query", query=expr)["result"]

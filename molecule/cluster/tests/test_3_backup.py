@@ -123,7 +123,7 @@ def test_every_member_archives_into_the_stanza_and_reads_it_back(name):
 
 
 def test_an_unreachable_repository_fails_archiving_keeps_the_wal_and_resumes_with_nothing_missing():
-    """Acceptance 5. The scenario's PostgreSQL hosts use io-timeout 10 (molecule.yml), so archive-push gives up after
+    """Acceptance 5 (and issue 13's archiving alert). The scenario's PostgreSQL hosts use io-timeout 10 (molecule.yml), so archive-push gives up after
     about 30 s instead of about 3 minutes with pgBackRest's defaults."""
     primary = lab.primary()
     node = lab.host(BACKUP)
@@ -142,6 +142,12 @@ def test_an_unreachable_repository_fails_archiving_keeps_the_wal_and_resumes_wit
         status = lab.host(primary).run("ls {}/pg_wal/archive_status".format(lab.DATA)).stdout.split()
         assert segment + ".ready" in status, status
         assert lab.host(primary).file("{}/pg_wal/{}".format(lab.DATA, segment)).exists
+        # Issue 13, acceptance 5: the archiving alert fires, through the Prometheus API (its `for` is 1 minute).
+        query = 'ALERTS{alertname="AgentUIArchiveFailing",alertstate="firing",instance="%s"}' % primary
+        deadline = time.time() + 180
+        while time.time() < deadline and not lab.prometheus(query):
+            time.sleep(3)
+        assert lab.prometheus(query), "AgentUIArchiveFailing did not fire within 180 s"
     finally:
         assert node.run("systemctl start pgbackrest").rc == 0
     deadline = time.time() + 120
