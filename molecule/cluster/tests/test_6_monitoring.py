@@ -142,8 +142,9 @@ def test_the_collection_rules_are_loaded_and_none_fires_on_the_healthy_cluster()
     loaded = {rule["name"] for group in lab.prometheus_api("rules")["groups"] for rule in group["rules"]
               if group["file"].endswith("agent_ui_postgresql.yml")}
     assert loaded == shipped and len(shipped) >= 15, loaded ^ shipped
+    # Not about the cluster's health: free disk is the CI machine's (bind mounts), and a backup schedule is daily.
     firing = [r["metric"] for r in lab.prometheus('ALERTS{alertstate="firing"}')
-              if r["metric"]["alertname"] not in ("AgentUIBackupMissing",)]
+              if r["metric"]["alertname"] not in ("AgentUIBackupMissing", "AgentUIDiskSpaceLow")]
     assert firing == [], firing
 
 
