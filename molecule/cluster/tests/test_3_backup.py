@@ -11,7 +11,7 @@ import pytest
 import cluster_lib as lab
 from cluster_lib import psql
 
-BACKUP = "mol-cluster-backup1"
+BACKUP = lab.BACKUP
 STANZA = "agent-ui"
 PASSPHRASE = "mol-pgbackrest-cipher-2d7a9c41e8"
 CIPHER_CONF = "/etc/pgbackrest/conf.d/agent-ui-cipher.conf"
